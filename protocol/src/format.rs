@@ -87,7 +87,8 @@ impl PixelFormat {
 
     /// The tightly packed stride (bytes per row) of the first plane, for raw formats.
     pub fn min_stride(self, width: u32) -> Option<u64> {
-        self.bytes_per_pixel().map(|b| u64::from(width) * u64::from(b))
+        self.bytes_per_pixel()
+            .map(|b| u64::from(width) * u64::from(b))
     }
 
     /// Number of rows of `stride` bytes a raw image occupies (all planes).

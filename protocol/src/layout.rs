@@ -32,6 +32,8 @@ pub const MAX_READERS: usize = 64;
 pub const PAYLOAD_ALIGN: u64 = 64;
 /// Largest slot count a reader accepts.
 pub const MAX_SLOTS: u32 = 1 << 16;
+/// Frame numbers stay below this, so `2n + 2` never overflows.
+pub const MAX_FRAME: u64 = 1 << 62;
 /// Largest segment a reader accepts (1 TiB): anything bigger is hostile.
 pub const MAX_TOTAL_SIZE: u64 = 1 << 40;
 
@@ -132,7 +134,9 @@ const _: () = assert!(std::mem::size_of::<Superblock>() <= OFF_GENERATION);
 const _: () = assert!(OFF_READERS + MAX_READERS * READER_ENTRY_SIZE <= SUPERBLOCK_SIZE as usize);
 
 /// Copied out of every slot (after the sequence word) before anything else is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct SlotHeader {
     /// Multi-frame number `n`; slot `n % slot_count` holds it.
@@ -230,7 +234,12 @@ pub enum LayoutError {
 
 impl Superblock {
     /// Builds the superblock of a new segment.
-    pub fn new(slot_count: u32, slot_size: u64, fps_millihz: u32, cameras: &[CameraLayout]) -> Self {
+    pub fn new(
+        slot_count: u32,
+        slot_size: u64,
+        fps_millihz: u32,
+        cameras: &[CameraLayout],
+    ) -> Self {
         let mut cams = [CameraLayout::new_zeroed(); MAX_CAMERAS];
         cams[..cameras.len()].copy_from_slice(cameras);
         Superblock {
@@ -255,9 +264,12 @@ impl Superblock {
             return Err(LayoutError::BadMagic);
         }
         if self.version != VERSION {
-            return Err(LayoutError::Version { found: self.version });
+            return Err(LayoutError::Version {
+                found: self.version,
+            });
         }
-        if u64::from(self.superblock_size) != SUPERBLOCK_SIZE || self.slots_offset != SUPERBLOCK_SIZE
+        if u64::from(self.superblock_size) != SUPERBLOCK_SIZE
+            || self.slots_offset != SUPERBLOCK_SIZE
         {
             return Err(LayoutError::Invalid("superblock size"));
         }
@@ -375,26 +387,38 @@ pub fn validate_slot(
     max_cameras: u32,
 ) -> Result<(), SlotError> {
     if header.frame != frame {
-        return Err(SlotError::FrameMismatch { expected: frame, found: header.frame });
+        return Err(SlotError::FrameMismatch {
+            expected: frame,
+            found: header.frame,
+        });
     }
     if header.camera_count > max_cameras || header.camera_count as usize > MAX_CAMERAS {
         return Err(SlotError::CameraCount(header.camera_count));
     }
     for (i, c) in cameras[..header.camera_count as usize].iter().enumerate() {
-        let format = c
-            .pixel_format()
-            .ok_or(SlotError::Format { camera: i, code: c.format })?;
+        let format = c.pixel_format().ok_or(SlotError::Format {
+            camera: i,
+            code: c.format,
+        })?;
         let end = c.offset.checked_add(c.length);
         if c.offset < SLOT_HEADER_SIZE || end.is_none_or(|e| e > slot_size) {
-            return Err(SlotError::OutOfBounds { camera: i, offset: c.offset, length: c.length });
+            return Err(SlotError::OutOfBounds {
+                camera: i,
+                offset: c.offset,
+                length: c.length,
+            });
         }
         if c.is_missing() {
             continue;
         }
         if format.is_raw() {
             let fits = format.dimensions_ok(c.width, c.height)
-                && format.min_stride(c.width).is_some_and(|m| u64::from(c.stride) >= m)
-                && format.raw_len(u64::from(c.stride), c.height).is_some_and(|l| l <= c.length);
+                && format
+                    .min_stride(c.width)
+                    .is_some_and(|m| u64::from(c.stride) >= m)
+                && format
+                    .raw_len(u64::from(c.stride), c.height)
+                    .is_some_and(|l| l <= c.length);
             if !fits {
                 return Err(SlotError::Geometry {
                     camera: i,
@@ -414,7 +438,12 @@ mod tests {
     use super::*;
 
     fn layout() -> Superblock {
-        let cam = CameraLayout { width: 64, height: 48, format: 1, max_len: 64 * 48 * 3 };
+        let cam = CameraLayout {
+            width: 64,
+            height: 48,
+            format: 1,
+            max_len: 64 * 48 * 3,
+        };
         let cams = [cam; 2];
         Superblock::new(4, slot_size_for(&cams), 30_000, &cams)
     }
@@ -425,14 +454,20 @@ mod tests {
         sb.validate(sb.total_size).unwrap();
         assert_eq!(
             sb.validate(sb.total_size - 1),
-            Err(LayoutError::Truncated { expected: sb.total_size, actual: sb.total_size - 1 })
+            Err(LayoutError::Truncated {
+                expected: sb.total_size,
+                actual: sb.total_size - 1
+            })
         );
         let mut bad = sb;
         bad.magic[0] = b'X';
         assert_eq!(bad.validate(sb.total_size), Err(LayoutError::BadMagic));
         let mut bad = sb;
         bad.version = 2;
-        assert_eq!(bad.validate(sb.total_size), Err(LayoutError::Version { found: 2 }));
+        assert_eq!(
+            bad.validate(sb.total_size),
+            Err(LayoutError::Version { found: 2 })
+        );
         let mut bad = sb;
         bad.slot_count = u32::MAX;
         assert!(bad.validate(u64::MAX).is_err());
@@ -445,7 +480,11 @@ mod tests {
     }
 
     fn good_slot(slot_size: u64) -> (SlotHeader, [CameraEntry; MAX_CAMERAS]) {
-        let h = SlotHeader { frame: 7, camera_count: 1, ..SlotHeader::new_zeroed() };
+        let h = SlotHeader {
+            frame: 7,
+            camera_count: 1,
+            ..SlotHeader::new_zeroed()
+        };
         let mut c = [CameraEntry::default(); MAX_CAMERAS];
         c[0] = CameraEntry {
             format: 1,
@@ -465,30 +504,57 @@ mod tests {
         let size = layout().slot_size;
         let (h, c) = good_slot(size);
         validate_slot(&h, &c, 7, size, 2).unwrap();
-        assert!(matches!(validate_slot(&h, &c, 8, size, 2), Err(SlotError::FrameMismatch { .. })));
+        assert!(matches!(
+            validate_slot(&h, &c, 8, size, 2),
+            Err(SlotError::FrameMismatch { .. })
+        ));
 
         let mut c2 = c;
         c2[0].offset = u64::MAX - 10;
-        assert!(matches!(validate_slot(&h, &c2, 7, size, 2), Err(SlotError::OutOfBounds { .. })));
+        assert!(matches!(
+            validate_slot(&h, &c2, 7, size, 2),
+            Err(SlotError::OutOfBounds { .. })
+        ));
         let mut c2 = c;
         c2[0].offset = 0;
-        assert!(matches!(validate_slot(&h, &c2, 7, size, 2), Err(SlotError::OutOfBounds { .. })));
+        assert!(matches!(
+            validate_slot(&h, &c2, 7, size, 2),
+            Err(SlotError::OutOfBounds { .. })
+        ));
         let mut c2 = c;
         c2[0].length = size;
-        assert!(matches!(validate_slot(&h, &c2, 7, size, 2), Err(SlotError::OutOfBounds { .. })));
+        assert!(matches!(
+            validate_slot(&h, &c2, 7, size, 2),
+            Err(SlotError::OutOfBounds { .. })
+        ));
         let mut c2 = c;
         c2[0].height = u32::MAX;
-        assert!(matches!(validate_slot(&h, &c2, 7, size, 2), Err(SlotError::Geometry { .. })));
+        assert!(matches!(
+            validate_slot(&h, &c2, 7, size, 2),
+            Err(SlotError::Geometry { .. })
+        ));
         let mut c2 = c;
         c2[0].stride = 10;
-        assert!(matches!(validate_slot(&h, &c2, 7, size, 2), Err(SlotError::Geometry { .. })));
+        assert!(matches!(
+            validate_slot(&h, &c2, 7, size, 2),
+            Err(SlotError::Geometry { .. })
+        ));
         let mut c2 = c;
         c2[0].format = 99;
-        assert!(matches!(validate_slot(&h, &c2, 7, size, 2), Err(SlotError::Format { .. })));
+        assert!(matches!(
+            validate_slot(&h, &c2, 7, size, 2),
+            Err(SlotError::Format { .. })
+        ));
         let mut h2 = h;
         h2.camera_count = 3;
-        assert!(matches!(validate_slot(&h2, &c, 7, size, 2), Err(SlotError::CameraCount(3))));
+        assert!(matches!(
+            validate_slot(&h2, &c, 7, size, 2),
+            Err(SlotError::CameraCount(3))
+        ));
         h2.camera_count = u32::MAX;
-        assert!(matches!(validate_slot(&h2, &c, 7, size, 99), Err(SlotError::CameraCount(_))));
+        assert!(matches!(
+            validate_slot(&h2, &c, 7, size, 99),
+            Err(SlotError::CameraCount(_))
+        ));
     }
 }

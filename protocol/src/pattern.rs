@@ -95,7 +95,11 @@ pub fn crc8(bytes: &[u8]) -> u8 {
     for &b in bytes {
         crc ^= b;
         for _ in 0..8 {
-            crc = if crc & 0x80 != 0 { (crc << 1) ^ 0x07 } else { crc << 1 };
+            crc = if crc & 0x80 != 0 {
+                (crc << 1) ^ 0x07
+            } else {
+                crc << 1
+            };
         }
     }
     crc
@@ -202,7 +206,10 @@ pub enum PatternError {
 /// Reads the code word of a raw pattern image.
 pub fn read_code(buf: &[u8], g: &Geometry) -> Result<(u8, u32), PatternError> {
     if buf.len() < g.len() {
-        return Err(PatternError::Short { expected: g.len(), actual: buf.len() });
+        return Err(PatternError::Short {
+            expected: g.len(),
+            actual: buf.len(),
+        });
     }
     let mut word = 0u64;
     for bit in 0..(CODE_COLS * CODE_ROWS) as usize {
@@ -246,7 +253,10 @@ pub fn verify(buf: &[u8], g: &Geometry, camera: u32, frame: u64) -> Result<(), P
                 let want = if bit == 1 { 0xFF } else { 0 };
                 let cell = &row[col * cell_bytes..(col + 1) * cell_bytes];
                 if let Some(i) = cell.iter().position(|&b| b != want) {
-                    return Err(PatternError::Mismatch { row: y, column: col * cell_bytes + i });
+                    return Err(PatternError::Mismatch {
+                        row: y,
+                        column: col * cell_bytes + i,
+                    });
                 }
             }
             band_end
@@ -259,7 +269,10 @@ pub fn verify(buf: &[u8], g: &Geometry, camera: u32, frame: u64) -> Result<(), P
             let phase = (s + x) % 256;
             if row[x..x + n] != RAMP[phase..phase + n] {
                 let i = (0..n).find(|&i| row[x + i] != RAMP[phase + i]).unwrap_or(0);
-                return Err(PatternError::Mismatch { row: y, column: x + i });
+                return Err(PatternError::Mismatch {
+                    row: y,
+                    column: x + i,
+                });
             }
             x += n;
         }
@@ -273,7 +286,10 @@ pub fn read_code_rgb(rgb: &[u8], width: u32, height: u32) -> Result<(u8, u32), P
     let g = Geometry::new(PixelFormat::Rgb8, width, height, width as usize * 3)
         .ok_or(PatternError::Geometry)?;
     if rgb.len() < g.len() {
-        return Err(PatternError::Short { expected: g.len(), actual: rgb.len() });
+        return Err(PatternError::Short {
+            expected: g.len(),
+            actual: rgb.len(),
+        });
     }
     let r = (g.cell_w.min(g.cell_h) / 4).min(2);
     let mut word = 0u64;
@@ -343,7 +359,10 @@ mod tests {
     #[test]
     fn code_words_round_trip() {
         for (cam, frame) in [(0, 0), (3, 1), (255, u64::from(u32::MAX)), (7, 1 << 40 | 5)] {
-            assert_eq!(decode_word(code_word(cam, frame)), Some((cam as u8, frame as u32)));
+            assert_eq!(
+                decode_word(code_word(cam, frame)),
+                Some((cam as u8, frame as u32))
+            );
         }
         assert_eq!(decode_word(code_word(1, 2) ^ 1 << 12), None);
     }
@@ -357,14 +376,23 @@ mod tests {
             let mut buf = vec![0u8; g.len()];
             fill(&mut buf, &g, 3, 1000);
             verify(&buf, &g, 3, 1000).unwrap();
-            assert!(matches!(verify(&buf, &g, 3, 1001), Err(PatternError::WrongFrame { .. })));
-            assert!(matches!(verify(&buf, &g, 2, 1000), Err(PatternError::WrongFrame { .. })));
+            assert!(matches!(
+                verify(&buf, &g, 3, 1001),
+                Err(PatternError::WrongFrame { .. })
+            ));
+            assert!(matches!(
+                verify(&buf, &g, 2, 1000),
+                Err(PatternError::WrongFrame { .. })
+            ));
             // Damage one byte far from the band: caught exactly there.
             let last = g.len() - 1;
             buf[last] ^= 0x10;
             assert_eq!(
                 verify(&buf, &g, 3, 1000),
-                Err(PatternError::Mismatch { row: g.rows - 1, column: g.row_bytes - 1 })
+                Err(PatternError::Mismatch {
+                    row: g.rows - 1,
+                    column: g.row_bytes - 1
+                })
             );
             // A frame torn between two frames is refused.
             let mut other = vec![0u8; g.len()];

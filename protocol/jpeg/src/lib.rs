@@ -46,7 +46,9 @@ pub struct Encoder {
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Encoder").field("quality", &self.quality).finish()
+        f.debug_struct("Encoder")
+            .field("quality", &self.quality)
+            .finish()
     }
 }
 
@@ -130,7 +132,10 @@ pub const MAX_DECODE_PIXELS: usize = 8192 * 8192;
 impl Decoder {
     /// A new decoder.
     pub fn new() -> Result<Self, JpegError> {
-        Ok(Decoder { inner: turbojpeg::Decompressor::new()?, buf: Vec::new() })
+        Ok(Decoder {
+            inner: turbojpeg::Decompressor::new()?,
+            buf: Vec::new(),
+        })
     }
 
     /// Decodes `jpeg` to tightly packed RGB8, returning `(width, height, pixels)`. The
@@ -194,13 +199,18 @@ mod tests {
         for quality in [50, 80, 95] {
             let mut enc = Encoder::new(quality).unwrap();
             let rgb = pattern_rgb(w, h, 2, 12345);
-            let jpeg = enc.encode(&rgb, PixelFormat::Rgb8, w, h, w as usize * 3).unwrap();
+            let jpeg = enc
+                .encode(&rgb, PixelFormat::Rgb8, w, h, w as usize * 3)
+                .unwrap();
             dec.verify_pattern(&jpeg, w, h, 2, 12345).unwrap();
             let (_, _, decoded) = dec.decode_rgb(&jpeg).unwrap();
             let err = pattern::rgb_mean_abs_error(decoded, w, h, 2, 12345);
             assert!(err < MAX_PATTERN_ERROR / 2.0, "q{quality}: error {err}");
             let wrong = pattern::rgb_mean_abs_error(decoded, w, h, 2, 12346);
-            assert!(wrong > MAX_PATTERN_ERROR * 2.0, "q{quality}: wrong-frame error {wrong}");
+            assert!(
+                wrong > MAX_PATTERN_ERROR * 2.0,
+                "q{quality}: wrong-frame error {wrong}"
+            );
             assert!(dec.verify_pattern(&jpeg, w, h, 2, 12346).is_err());
         }
     }
@@ -209,8 +219,20 @@ mod tests {
     fn a_spliced_jpeg_is_refused() {
         let (w, h) = (320, 240);
         let mut enc = Encoder::new(80).unwrap();
-        let a = enc.encode(&pattern_rgb(w, h, 0, 1), PixelFormat::Rgb8, w, h, w as usize * 3);
-        let b = enc.encode(&pattern_rgb(w, h, 0, 2), PixelFormat::Rgb8, w, h, w as usize * 3);
+        let a = enc.encode(
+            &pattern_rgb(w, h, 0, 1),
+            PixelFormat::Rgb8,
+            w,
+            h,
+            w as usize * 3,
+        );
+        let b = enc.encode(
+            &pattern_rgb(w, h, 0, 2),
+            PixelFormat::Rgb8,
+            w,
+            h,
+            w as usize * 3,
+        );
         let (a, b) = (a.unwrap(), b.unwrap());
         let mut mixed = a.clone();
         let end = mixed.len().min(b.len());

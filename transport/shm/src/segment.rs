@@ -1,0 +1,228 @@
+//! A mapped ring segment: the file under `/dev/shm`, its mapping, and bounds-checked access
+//! to its bytes and atomic words. Every unsafe memory access of the crate is in this file.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use camring_protocol::layout::{Superblock, SUPERBLOCK_SIZE};
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fs::FlockOperation;
+use zerocopy::{FromBytes, FromZeros};
+
+/// Directory where Linux keeps POSIX shared memory (`shm_open` names).
+pub const SHM_DIR: &str = "/dev/shm";
+/// Prefix of every camring segment's file name in [`SHM_DIR`].
+pub const PREFIX: &str = "camring-";
+
+/// Checks a ring name: 1-200 characters of `A-Z a-z 0-9 . _ -`, not starting with `.`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=200).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The path of ring `name`'s segment.
+pub fn path_of(name: &str) -> PathBuf {
+    PathBuf::from(SHM_DIR).join(format!("{PREFIX}{name}"))
+}
+
+/// A mapped segment. The mapping lives as long as this value; all access goes through
+/// bounds-checked methods.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    map: MmapRaw,
+    pub(crate) file: File,
+    /// Validated copy of the immutable superblock.
+    pub(crate) sb: Superblock,
+    /// Inode of the file, to notice when the name points elsewhere.
+    pub(crate) ino: u64,
+}
+
+impl Segment {
+    /// Maps all of `file` read-write and validates its superblock.
+    pub(crate) fn map(file: File) -> Result<Self, MapError> {
+        let meta = file.metadata().map_err(MapError::Io)?;
+        let size = meta.len();
+        if size < SUPERBLOCK_SIZE {
+            return Err(MapError::Short(size));
+        }
+        let len = usize::try_from(size).map_err(|_| MapError::Short(size))?;
+        let map = MmapOptions::new()
+            .len(len)
+            .populate()
+            .map_raw(&file)
+            .map_err(MapError::Io)?;
+        let mut seg = Segment {
+            map,
+            file,
+            sb: Superblock::new_zeroed(),
+            ino: meta.ino(),
+        };
+        let mut raw = [0u8; size_of::<Superblock>()];
+        seg.copy_out(0, &mut raw);
+        seg.sb = Superblock::read_from_bytes(&raw).expect("size matches");
+        Ok(seg)
+    }
+
+    /// Writes the superblock of a segment no reader can see yet, and keeps its copy.
+    pub(crate) fn write_superblock(&mut self, sb: &Superblock) {
+        self.copy_in(0, zerocopy::IntoBytes::as_bytes(sb));
+        self.sb = *sb;
+    }
+
+    /// Length of the mapping in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn check(&self, offset: usize, len: usize, align: usize) {
+        let end = offset.checked_add(len);
+        assert!(
+            end.is_some_and(|e| e <= self.map.len()) && offset % align == 0,
+            "segment access {offset}+{len} outside mapping of {} bytes",
+            self.map.len()
+        );
+    }
+
+    /// The `u64` atomic word at `offset`.
+    ///
+    /// Panics if the word is not inside the mapping or not 8-byte aligned.
+    pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        self.check(offset, 8, 8);
+        // SAFETY: `check` proved `offset..offset + 8` is inside the mapping, which is
+        // page-aligned, so the pointer is valid and 8-byte aligned as `AtomicU64::from_ptr`
+        // requires. The mapping stays alive as long as `&self`, which bounds the returned
+        // lifetime. Every process that follows the ring protocol accesses this word only
+        // atomically (docs/ring.md lists the atomic words), so there is no mixed
+        // atomic/non-atomic access to it.
+        unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
+    }
+
+    /// The `u32` atomic word at `offset`.
+    ///
+    /// Panics if the word is not inside the mapping or not 4-byte aligned.
+    pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        self.check(offset, 4, 4);
+        // SAFETY: as in `u64_at`, with 4 bytes and 4-byte alignment.
+        unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
+    }
+
+    /// Copies `dst.len()` bytes at `offset` out of the segment.
+    ///
+    /// The bytes may be concurrently written by another process; the caller must treat
+    /// the copy as untrusted until the slot's seqlock validates it (see `seqlock`).
+    /// Panics if the range is outside the mapping.
+    pub(crate) fn copy_out(&self, offset: usize, dst: &mut [u8]) {
+        self.check(offset, dst.len(), 1);
+        // SAFETY: `check` proved the source range is inside the live mapping; `dst` is a
+        // distinct local buffer, so the ranges do not overlap. The source bytes may change
+        // while they are copied (another process writes them); a `u8` has no invalid bit
+        // patterns, so the copy is some byte sequence, which the caller validates through
+        // the seqlock before trusting (seqlock.rs explains this race).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.map.as_ptr().add(offset),
+                dst.as_mut_ptr(),
+                dst.len(),
+            )
+        };
+    }
+
+    /// Copies `src` into the segment at `offset`.
+    ///
+    /// Panics if the range is outside the mapping.
+    pub(crate) fn copy_in(&self, offset: usize, src: &[u8]) {
+        self.check(offset, src.len(), 1);
+        // SAFETY: `check` proved the destination is inside the live, writable mapping, and
+        // `src` is process memory that cannot overlap it. Only the ring's single writer
+        // (holding the producer lock) calls this, on bytes no reader trusts until the
+        // covering seqlock or state word is published after it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.map.as_mut_ptr().add(offset),
+                src.len(),
+            )
+        };
+    }
+
+    /// A shared view of `len` bytes at `offset`.
+    ///
+    /// The bytes may change while the view is alive (another process writes them): this is
+    /// the zero-copy read, whose result the caller trusts only after the seqlock validates
+    /// it. Panics if the range is outside the mapping.
+    pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+        self.check(offset, len, 1);
+        // SAFETY: `check` proved the range is inside the mapping, which lives as long as
+        // `&self`. Any byte pattern is a valid `[u8]`. No `&mut` to this range exists in
+        // this process while a reader holds the view: readers never create one, and a
+        // process holds either the writer (which creates `&mut` only inside its own loan)
+        // or readers of a ring it does not write; another process may still write the
+        // bytes, which the seqlock detects (seqlock.rs).
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) }
+    }
+
+    /// An exclusive view of `len` bytes at `offset`.
+    ///
+    /// # Safety
+    ///
+    /// The caller must guarantee that no other reference (shared or exclusive) to any byte
+    /// of the range exists in this process while the returned slice is alive. The ring's
+    /// writer guarantees it by creating such views only inside a `SlotLoan`, which borrows
+    /// the writer mutably, for the loaned slot's payload area.
+    pub(crate) unsafe fn bytes_mut(&self, offset: usize, len: usize) -> &mut [u8] {
+        self.check(offset, len, 1);
+        // SAFETY: `check` proved the range is inside the live, writable mapping; the
+        // caller guarantees there is no other reference to it in this process (see
+        // `# Safety`). Readers in other processes may read it concurrently, which the
+        // seqlock makes them detect.
+        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), len) }
+    }
+
+    /// Touches every page of the mapping for writing, so that the first frames do not pay
+    /// for page faults (first touch is ~6x slower than a warm memcpy). Only for a segment
+    /// no reader can see yet: it writes zeros.
+    pub(crate) fn prefault_fresh(&self) {
+        let page = 4096;
+        for offset in (0..self.map.len()).step_by(page) {
+            self.check(offset, 1, 1);
+            // SAFETY: `check` proved the byte is inside the writable mapping. The segment
+            // is not published yet (the caller's contract), so no one else accesses it;
+            // the byte is already zero (fresh file), so the write changes nothing but the
+            // page tables.
+            unsafe { self.map.as_mut_ptr().add(offset).write_volatile(0) };
+        }
+    }
+
+    /// True if some process holds the producer lock on this segment.
+    pub(crate) fn producer_locked(&self) -> bool {
+        producer_locked(&self.file)
+    }
+}
+
+/// Whether some process holds the producer lock (an exclusive `flock`) on `file`. Takes and
+/// at once drops a shared lock; the kernel releases a dead producer's lock.
+pub(crate) fn producer_locked(file: &File) -> bool {
+    match rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockShared) {
+        Ok(()) => {
+            let _ = rustix::fs::flock(file.as_fd(), FlockOperation::Unlock);
+            false
+        }
+        Err(_) => true,
+    }
+}
+
+/// Why a file could not be mapped as a segment.
+#[derive(Debug)]
+pub(crate) enum MapError {
+    /// Smaller than a superblock.
+    Short(u64),
+    /// OS error.
+    Io(io::Error),
+}

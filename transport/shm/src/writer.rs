@@ -1,0 +1,563 @@
+//! The producer side: creating or taking over a ring, and writing multi-frames into slots
+//! in place through loans.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use camring_protocol::layout::{
+    self, CameraEntry, CameraLayout, SlotHeader, Superblock, MAX_CAMERAS, MAX_FRAME, MAX_SLOTS,
+    OFF_GENERATION, OFF_HEAD, OFF_HEARTBEAT, OFF_PRODUCER_PID, OFF_PRODUCER_START, OFF_STATE,
+    PAYLOAD_ALIGN, SLOT_HEADER_SIZE, SLOT_OFF_CAMERAS, SLOT_OFF_HEADER, SLOT_OFF_SEQ, STATE_LIVE,
+    STATE_REPLACED, STATE_STOPPED,
+};
+use rustix::fs::{FallocateFlags, FlockOperation, Mode};
+use zerocopy::IntoBytes;
+
+use crate::clock::now_ns;
+use crate::error::{CreateError, WriteError};
+use crate::segment::{path_of, valid_name, MapError, Segment, SHM_DIR};
+use crate::{notify, seqlock};
+
+/// Permissions of a new segment: owner read/write only.
+pub const MODE_OWNER: u32 = 0o600;
+/// Permissions of a segment shared with the owner's group.
+pub const MODE_GROUP: u32 = 0o660;
+
+/// The layout and options of a ring a producer creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingConfig {
+    /// Number of slots (at least 2).
+    pub slots: u32,
+    /// Nominal layout of each camera; `max_len` sizes the slot.
+    pub cameras: Vec<CameraLayout>,
+    /// Nominal group frame rate in millihertz (informational).
+    pub fps_millihz: u32,
+    /// Permission bits of the segment file ([`MODE_OWNER`] by default).
+    pub mode: u32,
+}
+
+impl RingConfig {
+    /// A configuration with owner-only permissions.
+    pub fn new(slots: u32, cameras: Vec<CameraLayout>, fps_millihz: u32) -> Self {
+        RingConfig {
+            slots,
+            cameras,
+            fps_millihz,
+            mode: MODE_OWNER,
+        }
+    }
+
+    fn superblock(&self) -> Result<Superblock, CreateError> {
+        if self.slots < 2 || self.slots > MAX_SLOTS {
+            return Err(CreateError::InvalidLayout("slot count must be 2..=65536"));
+        }
+        if self.cameras.is_empty() || self.cameras.len() > MAX_CAMERAS {
+            return Err(CreateError::InvalidLayout("camera count must be 1..=16"));
+        }
+        if self.cameras.iter().any(|c| c.max_len == 0) {
+            return Err(CreateError::InvalidLayout(
+                "a camera has no room (max_len 0)",
+            ));
+        }
+        if self.mode & !0o777 != 0 {
+            return Err(CreateError::InvalidLayout(
+                "mode must be permission bits only",
+            ));
+        }
+        let sb = Superblock::new(
+            self.slots,
+            layout::slot_size_for(&self.cameras),
+            self.fps_millihz,
+            &self.cameras,
+        );
+        sb.validate(sb.total_size)
+            .map_err(|_| CreateError::InvalidLayout("ring would be larger than 1 TiB"))?;
+        Ok(sb)
+    }
+}
+
+/// How the writer came to own its segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// There was no segment of that name.
+    Created,
+    /// A dead producer's segment of the same layout was taken over in place; frame numbers
+    /// continue.
+    TookOver,
+    /// A dead producer's segment of another layout (or a broken one) was replaced.
+    Replaced,
+}
+
+/// The single producer of a ring. Holds the producer lock (an exclusive `flock` the
+/// kernel releases if the process dies). Dropping it stops the ring and removes the
+/// segment.
+#[derive(Debug)]
+pub struct Writer {
+    seg: Segment,
+    name: String,
+    path: PathBuf,
+    next: u64,
+    generation: u64,
+    origin: Origin,
+}
+
+fn io_err(name: &str, source: io::Error) -> CreateError {
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => CreateError::PermissionDenied(name.to_owned()),
+        _ => CreateError::Io {
+            name: name.to_owned(),
+            source,
+        },
+    }
+}
+
+/// Takes the producer lock, retrying briefly: readers probe liveness by taking a shared
+/// lock for a few microseconds.
+fn lock_exclusive(file: &File) -> bool {
+    for _ in 0..100 {
+        if rustix::fs::flock(file.as_fd(), FlockOperation::NonBlockingLockExclusive).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+fn same_file(path: &Path, file: &File) -> bool {
+    match (std::fs::metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
+/// Removes a half-made temporary segment unless disarmed.
+struct TmpGuard(Option<PathBuf>);
+
+impl Drop for TmpGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+enum Attempt {
+    Done(Box<Writer>),
+    Retry,
+}
+
+impl Writer {
+    /// Creates ring `name`, or takes over the segment a dead producer left under that name
+    /// (in place if its layout matches, else by replacing it). Refuses if a live producer
+    /// owns it.
+    pub fn create(name: &str, config: &RingConfig) -> Result<Writer, CreateError> {
+        if !valid_name(name) {
+            return Err(CreateError::InvalidName(name.to_owned()));
+        }
+        let sb = config.superblock()?;
+        let path = path_of(name);
+        for _ in 0..20 {
+            let attempt = match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc_o_nofollow())
+                .open(&path)
+            {
+                Ok(file) => Self::take_over(name, &path, file, &sb, config)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    Self::create_fresh(name, &path, &sb, config, None, 0)?
+                }
+                Err(e) => return Err(io_err(name, e)),
+            };
+            if let Attempt::Done(w) = attempt {
+                return Ok(*w);
+            }
+        }
+        Err(CreateError::Io {
+            name: name.to_owned(),
+            source: io::Error::other(
+                "the segment kept changing under us; is another producer starting?",
+            ),
+        })
+    }
+
+    fn take_over(
+        name: &str,
+        path: &Path,
+        file: File,
+        sb: &Superblock,
+        config: &RingConfig,
+    ) -> Result<Attempt, CreateError> {
+        if !lock_exclusive(&file) {
+            let pid = read_pid(&file).unwrap_or(0);
+            return Err(CreateError::ProducerAlive {
+                name: name.to_owned(),
+                pid,
+            });
+        }
+        if !same_file(path, &file) {
+            // Replaced or removed between our open and our lock: look again.
+            return Ok(Attempt::Retry);
+        }
+        let seg = match Segment::map(file.try_clone().map_err(|e| io_err(name, e))?) {
+            Ok(seg) => seg,
+            Err(MapError::Short(_)) => {
+                return Self::create_fresh(name, path, sb, config, Some(file), 0);
+            }
+            Err(MapError::Io(e)) => return Err(io_err(name, e)),
+        };
+        let valid = seg.sb.validate(seg.len() as u64).is_ok();
+        let head = if valid {
+            seg.u64_at(OFF_HEAD).load(Ordering::Acquire)
+        } else {
+            0
+        };
+        let old_generation = if valid {
+            seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        let state = seg.u32_at(OFF_STATE).load(Ordering::Acquire);
+        if valid && seg.sb.same_layout(sb) && state != STATE_REPLACED && head < MAX_FRAME {
+            let generation = now_ns().max(old_generation.wrapping_add(1));
+            seg.u64_at(OFF_GENERATION)
+                .store(generation, Ordering::Relaxed);
+            seg.u32_at(OFF_PRODUCER_PID)
+                .store(std::process::id(), Ordering::Relaxed);
+            seg.u64_at(OFF_PRODUCER_START)
+                .store(now_ns(), Ordering::Relaxed);
+            seg.u64_at(OFF_HEARTBEAT).store(now_ns(), Ordering::Relaxed);
+            // SYNC POINT: Release pairs with readers' Acquire load of the state: they see
+            // the new generation and pid with it.
+            seg.u32_at(OFF_STATE).store(STATE_LIVE, Ordering::Release);
+            notify::wake_all(&seg);
+            return Ok(Attempt::Done(Box::new(Writer {
+                seg,
+                name: name.to_owned(),
+                path: path.to_owned(),
+                next: head,
+                generation,
+                origin: Origin::TookOver,
+            })));
+        }
+        // Another layout, or broken: tell its readers to re-open, then replace it.
+        // SYNC POINT: Release pairs with readers' Acquire load of the state.
+        seg.u32_at(OFF_STATE)
+            .store(STATE_REPLACED, Ordering::Release);
+        notify::wake_all(&seg);
+        drop(seg);
+        Self::create_fresh(
+            name,
+            path,
+            sb,
+            config,
+            Some(file),
+            old_generation.wrapping_add(1),
+        )
+    }
+
+    /// Creates a new segment under a temporary name, sets it up completely, and only then
+    /// gives it the ring's name: a reader never sees a half-made segment under that name.
+    /// `replacing` is the locked old segment to replace, if any.
+    fn create_fresh(
+        name: &str,
+        path: &Path,
+        sb: &Superblock,
+        config: &RingConfig,
+        replacing: Option<File>,
+        min_generation: u64,
+    ) -> Result<Attempt, CreateError> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let tmp = PathBuf::from(SHM_DIR).join(format!(
+            ".camring-tmp-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(config.mode)
+            .open(&tmp)
+            .map_err(|e| io_err(name, e))?;
+        let mut guard = TmpGuard(Some(tmp.clone()));
+        // The umask may have cleared bits the caller asked for; set them exactly.
+        rustix::fs::fchmod(file.as_fd(), Mode::from_raw_mode(config.mode))
+            .map_err(|e| io_err(name, e.into()))?;
+        if !lock_exclusive(&file) {
+            return Err(io_err(
+                name,
+                io::Error::other("cannot lock a fresh segment"),
+            ));
+        }
+        // fallocate makes tmpfs allocate every page now, so a full /dev/shm is a clear
+        // error here instead of a SIGBUS at the first write.
+        rustix::fs::fallocate(file.as_fd(), FallocateFlags::empty(), 0, sb.total_size).map_err(
+            |e| match e {
+                rustix::io::Errno::NOSPC => CreateError::NoSpace {
+                    name: name.to_owned(),
+                    bytes: sb.total_size,
+                },
+                e => io_err(name, e.into()),
+            },
+        )?;
+        let seg = match Segment::map(file) {
+            Ok(seg) => seg,
+            Err(MapError::Io(e)) => return Err(io_err(name, e)),
+            Err(MapError::Short(_)) => {
+                return Err(io_err(
+                    name,
+                    io::Error::other("fresh segment has the wrong size"),
+                ))
+            }
+        };
+        seg.prefault_fresh();
+        let mut seg = seg;
+        seg.write_superblock(sb);
+        let generation = now_ns().max(min_generation);
+        seg.u64_at(OFF_GENERATION)
+            .store(generation, Ordering::Relaxed);
+        seg.u64_at(OFF_HEAD).store(0, Ordering::Relaxed);
+        seg.u32_at(OFF_PRODUCER_PID)
+            .store(std::process::id(), Ordering::Relaxed);
+        seg.u64_at(OFF_PRODUCER_START)
+            .store(now_ns(), Ordering::Relaxed);
+        seg.u64_at(OFF_HEARTBEAT).store(now_ns(), Ordering::Relaxed);
+        // SYNC POINT: Release pairs with a reader's Acquire load of the state in `open`:
+        // a reader that sees LIVE sees the superblock written above.
+        seg.u32_at(OFF_STATE).store(STATE_LIVE, Ordering::Release);
+        let origin = if replacing.is_some() {
+            std::fs::rename(&tmp, path).map_err(|e| io_err(name, e))?;
+            Origin::Replaced
+        } else {
+            match rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &tmp,
+                rustix::fs::CWD,
+                path,
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                Ok(()) => Origin::Created,
+                // Someone created the ring meanwhile: start over (and meet their lock).
+                Err(rustix::io::Errno::EXIST) => return Ok(Attempt::Retry),
+                Err(e) => return Err(io_err(name, e.into())),
+            }
+        };
+        guard.0 = None;
+        drop(replacing);
+        Ok(Attempt::Done(Box::new(Writer {
+            seg,
+            name: name.to_owned(),
+            path: path.to_owned(),
+            next: 0,
+            generation,
+            origin,
+        })))
+    }
+
+    /// The ring's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How this writer came to own the segment.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// This producer's generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The number the next published frame will get.
+    pub fn next_frame(&self) -> u64 {
+        self.next
+    }
+
+    /// The ring's layout.
+    pub fn layout(&self) -> &Superblock {
+        &self.seg.sb
+    }
+
+    /// Payload bytes available in each slot.
+    pub fn payload_capacity(&self) -> u64 {
+        self.seg.sb.slot_size - SLOT_HEADER_SIZE
+    }
+
+    /// Refreshes the liveness heartbeat (publishing does it too).
+    pub fn heartbeat(&self) {
+        self.seg
+            .u64_at(OFF_HEARTBEAT)
+            .store(now_ns(), Ordering::Relaxed);
+    }
+
+    /// Starts writing the next frame into its slot. Readers see the slot as being written
+    /// until [`SlotLoan::commit`]; a loan dropped without commit leaves the slot marked as
+    /// being written and the frame number is reused by the next loan.
+    pub fn loan(&mut self) -> SlotLoan<'_> {
+        let n = self.next;
+        let slot_off = self
+            .seg
+            .sb
+            .slot_offset(n % u64::from(self.seg.sb.slot_count)) as usize;
+        seqlock::write_begin(self.seg.u64_at(slot_off + SLOT_OFF_SEQ), n);
+        SlotLoan {
+            writer: self,
+            frame: n,
+            slot_off,
+            entries: [CameraEntry::default(); MAX_CAMERAS],
+            count: 0,
+            used: 0,
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // SYNC POINT: Release pairs with readers' Acquire load of the state.
+        self.seg
+            .u32_at(OFF_STATE)
+            .store(STATE_STOPPED, Ordering::Release);
+        notify::wake_all(&self.seg);
+        if same_file(&self.path, &self.seg.file) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn read_pid(file: &File) -> Option<u32> {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 4];
+    file.read_exact_at(&mut b, OFF_PRODUCER_PID as u64).ok()?;
+    Some(u32::from_le_bytes(b))
+}
+
+fn libc_o_nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
+/// One slot on loan to the writer: fill camera payloads in place, then [`commit`].
+///
+/// [`commit`]: SlotLoan::commit
+#[derive(Debug)]
+pub struct SlotLoan<'a> {
+    writer: &'a mut Writer,
+    frame: u64,
+    slot_off: usize,
+    entries: [CameraEntry; MAX_CAMERAS],
+    count: usize,
+    used: u64,
+}
+
+impl SlotLoan<'_> {
+    /// The frame number this slot will publish.
+    pub fn frame(&self) -> u64 {
+        self.frame
+    }
+
+    /// Payload bytes still free in the slot.
+    pub fn remaining(&self) -> u64 {
+        self.writer.payload_capacity() - self.used
+    }
+
+    /// Appends a camera and returns its payload buffer of `len` bytes to fill in place.
+    /// `entry`'s `offset` and `length` are set by the loan.
+    pub fn push_camera(&mut self, entry: CameraEntry, len: usize) -> Result<&mut [u8], WriteError> {
+        let (offset, len) = self.reserve(entry, len as u64)?;
+        self.count += 1;
+        Ok(self.payload_mut(offset, len))
+    }
+
+    /// Appends a camera whose payload size is known only after writing it (an encoder):
+    /// `fill` gets up to `max_len` bytes and returns how many it used.
+    pub fn push_camera_with<E: From<WriteError>>(
+        &mut self,
+        entry: CameraEntry,
+        max_len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        let (offset, max) = self.reserve(entry, max_len as u64)?;
+        let used = fill(self.payload_mut(offset, max))?;
+        let used = used.min(max);
+        self.entries[self.count].length = used as u64;
+        self.used = offset as u64 - SLOT_HEADER_SIZE + used as u64;
+        self.count += 1;
+        Ok(used)
+    }
+
+    fn reserve(&mut self, mut entry: CameraEntry, len: u64) -> Result<(usize, usize), WriteError> {
+        let max = self.writer.seg.sb.camera_count;
+        if self.count >= max as usize {
+            return Err(WriteError::TooManyCameras(self.count + 1, max));
+        }
+        let start = self.used.next_multiple_of(PAYLOAD_ALIGN);
+        let capacity = self.writer.payload_capacity();
+        if start.saturating_add(len) > capacity {
+            return Err(WriteError::SlotFull {
+                needed: start.saturating_add(len),
+                capacity,
+            });
+        }
+        entry.offset = SLOT_HEADER_SIZE + start;
+        entry.length = len;
+        self.entries[self.count] = entry;
+        self.used = start + len;
+        Ok((entry.offset as usize, len as usize))
+    }
+
+    fn payload_mut(&mut self, offset_in_slot: usize, len: usize) -> &mut [u8] {
+        // SAFETY: the range lies in this loan's slot payload area (`reserve` checked it
+        // against the capacity) and does not overlap any range handed out before in this
+        // loan (`used` only grows). The returned slice borrows `self` mutably, so no other
+        // reference to the slot's bytes can be made in this process while it lives: the
+        // loan holds `&mut Writer`, and only the writer makes views into its own ring.
+        unsafe {
+            self.writer
+                .seg
+                .bytes_mut(self.slot_off + offset_in_slot, len)
+        }
+    }
+
+    /// Publishes the slot: validates the camera entries as a reader would, writes the
+    /// header, completes the seqlock and wakes waiting readers. `tick_ns` is the group
+    /// clock tick and `spread_ns` the spread of the cameras' capture times.
+    pub fn commit(self, tick_ns: u64, spread_ns: u64) -> Result<u64, WriteError> {
+        let seg = &self.writer.seg;
+        let header = SlotHeader {
+            frame: self.frame,
+            generation: self.writer.generation,
+            tick_ns,
+            publish_ns: now_ns(),
+            spread_ns,
+            camera_count: self.count as u32,
+            flags: 0,
+            payload_used: self.used,
+            reserved: 0,
+        };
+        layout::validate_slot(
+            &header,
+            &self.entries,
+            self.frame,
+            seg.sb.slot_size,
+            seg.sb.camera_count,
+        )?;
+        seg.copy_in(self.slot_off + SLOT_OFF_HEADER, header.as_bytes());
+        seg.copy_in(self.slot_off + SLOT_OFF_CAMERAS, self.entries.as_bytes());
+        seqlock::write_end(seg.u64_at(self.slot_off + SLOT_OFF_SEQ), self.frame);
+        // SYNC POINT: Release pairs with the readers' Acquire load of the head: a reader
+        // that sees head > n finds slot n complete (or overwritten by a later frame).
+        seg.u64_at(OFF_HEAD)
+            .store(self.frame + 1, Ordering::Release);
+        seg.u64_at(OFF_HEARTBEAT)
+            .store(header.publish_ns, Ordering::Relaxed);
+        notify::publish(seg);
+        self.writer.next = self.frame + 1;
+        Ok(self.frame)
+    }
+}
