@@ -1,10 +1,12 @@
 //! `camring produce`.
 
+use std::cell::Cell;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use camring_producer::{SyntheticConfig, SyntheticProducer};
+use camring_protocol::layout::CameraEntry;
 use camring_protocol::PixelFormat;
 use camring_shm::{Origin, Writer, MODE_GROUP};
 use clap::Args;
@@ -44,6 +46,10 @@ pub struct ProduceArgs {
     /// Print nothing but errors.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Testing aid: after this many frames, start writing a frame and stall in the middle
+    /// of it (until killed), leaving its slot marked as being written.
+    #[arg(long, hide = true)]
+    pub stall_after: Option<u64>,
 }
 
 /// Parses `WIDTHxHEIGHT`.
@@ -97,29 +103,54 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let end = args
         .duration
         .map(|d| start + Duration::from_secs_f64(d.max(0.0)));
-    let mut last = Instant::now();
-    let mut frames = 0u64;
+    let last = Cell::new(Instant::now());
+    let frames = Cell::new(0u64);
     let quiet = args.quiet;
     source
         .run(
             &mut writer,
-            || stop.raised() || end.is_some_and(|e| Instant::now() >= e),
+            || {
+                stop.raised()
+                    || end.is_some_and(|e| Instant::now() >= e)
+                    || args.stall_after.is_some_and(|n| frames.get() >= n)
+            },
             |n| {
-                frames += 1;
-                if !quiet && last.elapsed() >= Duration::from_secs(5) {
+                frames.set(frames.get() + 1);
+                if !quiet && last.get().elapsed() >= Duration::from_secs(5) {
                     let secs = start.elapsed().as_secs_f64();
                     eprintln!(
                         "camring produce: frame {n}, {:.1} fps average",
-                        frames as f64 / secs
+                        frames.get() as f64 / secs
                     );
-                    last = Instant::now();
+                    last.set(Instant::now());
                 }
             },
         )
         .context("producing")?;
+    if args.stall_after.is_some() && !stop.raised() {
+        stall_mid_write(&mut writer, &stop);
+    }
+    let frames = frames.get();
     drop(writer);
     if !args.quiet {
         eprintln!("camring produce: stopped after {frames} frames; ring removed");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts a frame, writes half of its first camera, and waits (for SIGKILL, in tests).
+fn stall_mid_write(writer: &mut Writer, stop: &StopFlag) {
+    let cam = writer.layout().camera_layouts()[0];
+    let mut loan = writer.loan();
+    if let Ok(buf) = loan.push_camera(CameraEntry::default(), cam.max_len as usize) {
+        let half = buf.len() / 2;
+        buf[..half].fill(0xAB);
+    }
+    eprintln!(
+        "camring produce: stalled in the middle of frame {}",
+        loan.frame()
+    );
+    while !stop.raised() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -100,6 +100,9 @@ pub fn consume(args: &ReadArgs, stop: &StopFlag) -> anyhow::Result<Summary> {
     let mut window_frames = 0u64;
     let mut last_check = Instant::now();
     let mut producer = reader.producer();
+    // Latency counts only frames published after we attached: the first read may return
+    // a frame that waited in the ring before this reader existed.
+    let attached_ns = now_ns();
     if !args.quiet {
         let sb = reader.layout();
         eprintln!(
@@ -180,8 +183,16 @@ pub fn consume(args: &ReadArgs, stop: &StopFlag) -> anyhow::Result<Summary> {
                     // Only a frame the seqlock still vouches for after it was used counts.
                     match frame.validate() {
                         Ok(()) => {
-                            let tick = frame.header().tick_ns;
-                            record(&mut latency, &mut window, frame.cameras(), tick, received);
+                            let h = frame.header();
+                            if h.publish_ns >= attached_ns {
+                                record(
+                                    &mut latency,
+                                    &mut window,
+                                    frame.cameras(),
+                                    h.tick_ns,
+                                    received,
+                                );
+                            }
                             Ok(Some(verdict))
                         }
                         Err(e) => Err(e),

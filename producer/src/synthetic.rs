@@ -162,7 +162,7 @@ impl SyntheticProducer {
                 }
                 Some(enc) => {
                     pattern::fill(&mut self.scratch, &g, cam, seq);
-                    let max = enc.max_len(c.width, c.height)?;
+                    let max = usize::try_from(loan.remaining()).unwrap_or(usize::MAX);
                     let scratch = &self.scratch;
                     loan.push_camera_with(entry, max, |out| {
                         enc.encode_into(

@@ -105,17 +105,13 @@ impl PixelFormat {
         self.rows(height)?.checked_mul(stride)
     }
 
-    /// An upper bound on the bytes one camera needs in a slot: the raw size for raw
-    /// formats, and for JPEG the worst case turbojpeg documents for 4:4:4 plus headers.
+    /// The bytes reserved for one camera in a slot: the raw size for raw formats, and for
+    /// JPEG the size of the RGB8 image plus 4 KiB of headers. A camera JPEG is far
+    /// smaller at any sensible quality; one that does not fit is dropped by the producer.
     pub fn max_payload_len(self, width: u32, height: u32) -> u64 {
         match self.min_stride(width) {
             Some(stride) => self.raw_len(stride, height).unwrap_or(u64::MAX),
-            None => {
-                // tjBufSize(): mcu-rounded width * height * 3 + 2048, rounded generously.
-                let w = u64::from(width).div_ceil(16) * 16;
-                let h = u64::from(height).div_ceil(16) * 16;
-                w * h * 3 + 2048
-            }
+            None => u64::from(width) * u64::from(height) * 3 + 4096,
         }
     }
 }

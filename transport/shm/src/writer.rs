@@ -461,9 +461,11 @@ impl SlotLoan<'_> {
         self.frame
     }
 
-    /// Payload bytes still free in the slot.
+    /// Payload bytes the next camera can still get (after alignment).
     pub fn remaining(&self) -> u64 {
-        self.writer.payload_capacity() - self.used
+        self.writer
+            .payload_capacity()
+            .saturating_sub(self.used.next_multiple_of(PAYLOAD_ALIGN))
     }
 
     /// Appends a camera and returns its payload buffer of `len` bytes to fill in place.
