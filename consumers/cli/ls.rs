@@ -85,17 +85,8 @@ pub fn run_ls(args: LsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<20} {:<8} {:>7} {:>10} {:<22} {:>5} {:>9} {:>7} {:>5}  {}",
-        "NAME",
-        "STATE",
-        "PID",
-        "FRAMES",
-        "CAMERAS",
-        "SLOTS",
-        "SIZE",
-        "READERS",
-        "MODE",
-        "HEARTBEAT"
+        "{:<20} {:<8} {:>7} {:>10} {:<22} {:>5} {:>9} {:>7} {:>5}  HEARTBEAT",
+        "NAME", "STATE", "PID", "FRAMES", "CAMERAS", "SLOTS", "SIZE", "READERS", "MODE",
     );
     for i in &infos {
         let slots = i.layout.map_or("-".into(), |l| l.slot_count.to_string());

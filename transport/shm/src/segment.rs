@@ -81,36 +81,42 @@ impl Segment {
         self.map.len()
     }
 
-    fn check(&self, offset: usize, len: usize, align: usize) {
+    /// A pointer to `offset` after checking that `offset..offset + len` lies inside the
+    /// mapping and `offset` is a multiple of `align` (the mapping is page-aligned, so the
+    /// pointer is `align`-aligned). Panics otherwise: callers pass validated offsets, so a
+    /// failure is a bug, never a hostile input.
+    fn ptr_at(&self, offset: usize, len: usize, align: usize) -> *mut u8 {
         let end = offset.checked_add(len);
         assert!(
             end.is_some_and(|e| e <= self.map.len()) && offset % align == 0,
             "segment access {offset}+{len} outside mapping of {} bytes",
             self.map.len()
         );
+        // In bounds (just checked), so this equals the in-bounds `add(offset)`.
+        self.map.as_mut_ptr().wrapping_add(offset)
     }
 
     /// The `u64` atomic word at `offset`.
     ///
     /// Panics if the word is not inside the mapping or not 8-byte aligned.
     pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        self.check(offset, 8, 8);
-        // SAFETY: `check` proved `offset..offset + 8` is inside the mapping, which is
+        let ptr = self.ptr_at(offset, 8, 8).cast();
+        // SAFETY: `ptr_at` proved `offset..offset + 8` is inside the mapping, which is
         // page-aligned, so the pointer is valid and 8-byte aligned as `AtomicU64::from_ptr`
         // requires. The mapping stays alive as long as `&self`, which bounds the returned
         // lifetime. Every process that follows the ring protocol accesses this word only
         // atomically (docs/ring.md lists the atomic words), so there is no mixed
         // atomic/non-atomic access to it.
-        unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
+        unsafe { AtomicU64::from_ptr(ptr) }
     }
 
     /// The `u32` atomic word at `offset`.
     ///
     /// Panics if the word is not inside the mapping or not 4-byte aligned.
     pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        self.check(offset, 4, 4);
+        let ptr = self.ptr_at(offset, 4, 4).cast();
         // SAFETY: as in `u64_at`, with 4 bytes and 4-byte alignment.
-        unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
+        unsafe { AtomicU32::from_ptr(ptr) }
     }
 
     /// Copies `dst.len()` bytes at `offset` out of the segment.
@@ -119,37 +125,25 @@ impl Segment {
     /// the copy as untrusted until the slot's seqlock validates it (see `seqlock`).
     /// Panics if the range is outside the mapping.
     pub(crate) fn copy_out(&self, offset: usize, dst: &mut [u8]) {
-        self.check(offset, dst.len(), 1);
-        // SAFETY: `check` proved the source range is inside the live mapping; `dst` is a
+        let src = self.ptr_at(offset, dst.len(), 1);
+        // SAFETY: `ptr_at` proved the source range is inside the live mapping; `dst` is a
         // distinct local buffer, so the ranges do not overlap. The source bytes may change
         // while they are copied (another process writes them); a `u8` has no invalid bit
         // patterns, so the copy is some byte sequence, which the caller validates through
         // the seqlock before trusting (seqlock.rs explains this race).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.map.as_ptr().add(offset),
-                dst.as_mut_ptr(),
-                dst.len(),
-            )
-        };
+        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
     }
 
     /// Copies `src` into the segment at `offset`.
     ///
     /// Panics if the range is outside the mapping.
     pub(crate) fn copy_in(&self, offset: usize, src: &[u8]) {
-        self.check(offset, src.len(), 1);
-        // SAFETY: `check` proved the destination is inside the live, writable mapping, and
+        let dst = self.ptr_at(offset, src.len(), 1);
+        // SAFETY: `ptr_at` proved the destination is inside the live, writable mapping, and
         // `src` is process memory that cannot overlap it. Only the ring's single writer
         // (holding the producer lock) calls this, on bytes no reader trusts until the
         // covering seqlock or state word is published after it.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                src.as_ptr(),
-                self.map.as_mut_ptr().add(offset),
-                src.len(),
-            )
-        };
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
     }
 
     /// A shared view of `len` bytes at `offset`.
@@ -158,14 +152,14 @@ impl Segment {
     /// the zero-copy read, whose result the caller trusts only after the seqlock validates
     /// it. Panics if the range is outside the mapping.
     pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
-        self.check(offset, len, 1);
-        // SAFETY: `check` proved the range is inside the mapping, which lives as long as
+        let ptr = self.ptr_at(offset, len, 1);
+        // SAFETY: `ptr_at` proved the range is inside the mapping, which lives as long as
         // `&self`. Any byte pattern is a valid `[u8]`. No `&mut` to this range exists in
         // this process while a reader holds the view: readers never create one, and a
         // process holds either the writer (which creates `&mut` only inside its own loan)
         // or readers of a ring it does not write; another process may still write the
         // bytes, which the seqlock detects (seqlock.rs).
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) }
+        unsafe { std::slice::from_raw_parts(ptr, len) }
     }
 
     /// An exclusive view of `len` bytes at `offset`.
@@ -176,13 +170,16 @@ impl Segment {
     /// of the range exists in this process while the returned slice is alive. The ring's
     /// writer guarantees it by creating such views only inside a `SlotLoan`, which borrows
     /// the writer mutably, for the loaned slot's payload area.
+    // The exclusive view comes from shared memory through a raw pointer, not from `&self`:
+    // exclusivity is the caller's contract above, which is why this fn is unsafe.
+    #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn bytes_mut(&self, offset: usize, len: usize) -> &mut [u8] {
-        self.check(offset, len, 1);
-        // SAFETY: `check` proved the range is inside the live, writable mapping; the
+        let ptr = self.ptr_at(offset, len, 1);
+        // SAFETY: `ptr_at` proved the range is inside the live, writable mapping; the
         // caller guarantees there is no other reference to it in this process (see
         // `# Safety`). Readers in other processes may read it concurrently, which the
         // seqlock makes them detect.
-        unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(offset), len) }
+        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
     }
 
     /// Touches every page of the mapping for writing, so that the first frames do not pay
@@ -191,12 +188,12 @@ impl Segment {
     pub(crate) fn prefault_fresh(&self) {
         let page = 4096;
         for offset in (0..self.map.len()).step_by(page) {
-            self.check(offset, 1, 1);
-            // SAFETY: `check` proved the byte is inside the writable mapping. The segment
+            let ptr = self.ptr_at(offset, 1, 1);
+            // SAFETY: `ptr_at` proved the byte is inside the writable mapping. The segment
             // is not published yet (the caller's contract), so no one else accesses it;
             // the byte is already zero (fresh file), so the write changes nothing but the
             // page tables.
-            unsafe { self.map.as_mut_ptr().add(offset).write_volatile(0) };
+            unsafe { ptr.write_volatile(0) };
         }
     }
 
