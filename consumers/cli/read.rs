@@ -121,8 +121,12 @@ pub fn consume(args: &ReadArgs, stop: &StopFlag) -> anyhow::Result<Summary> {
         let wait = end.map_or(Duration::from_millis(100), |e| {
             (e - now).min(Duration::from_millis(100))
         });
-        if !reader.wait(wait) || now.duration_since(last_check) > Duration::from_millis(500) {
-            if last_check.elapsed() >= Duration::from_millis(250) {
+        let woke = reader.wait(wait);
+        let fresh = reader.has_new();
+        if !fresh || now.duration_since(last_check) > Duration::from_millis(500) {
+            // Woken without a frame means the producer's state or generation changed;
+            // otherwise look every 250 ms whether it died or was replaced.
+            if (woke && !fresh) || last_check.elapsed() >= Duration::from_millis(250) {
                 last_check = Instant::now();
                 match reader.follow() {
                     Ok(Follow::NewGeneration) | Ok(Follow::Reattached) => {
@@ -154,13 +158,10 @@ pub fn consume(args: &ReadArgs, stop: &StopFlag) -> anyhow::Result<Summary> {
             match reader.read_copy(mode, &mut owned) {
                 Ok(true) => {
                     let received = now_ns();
-                    record(
-                        &mut latency,
-                        &mut window,
-                        &owned.cameras,
-                        owned.header.tick_ns,
-                        received,
-                    );
+                    if owned.header.publish_ns >= attached_ns {
+                        let tick = owned.header.tick_ns;
+                        record(&mut latency, &mut window, &owned.cameras, tick, received);
+                    }
                     let verdict = if args.verify {
                         verifier.check_all(&owned.cameras, |i| &owned.payloads[i])
                     } else {

@@ -39,7 +39,8 @@ pub const MAX_TOTAL_SIZE: u64 = 1 << 40;
 
 // ---- Offsets of the atomic words of the superblock (bytes from the segment start). ----
 
-/// `u64`: generation, chosen afresh (incremented) by each producer start.
+/// `u64`: generation, chosen afresh by each producer start: `max(now in CLOCK_REALTIME ns,
+/// previous generation + 1)`, so it is unique and grows.
 pub const OFF_GENERATION: usize = 512;
 /// `u64`: head: the number of multi-frames published; the newest is frame `head - 1`.
 pub const OFF_HEAD: usize = 520;
@@ -273,7 +274,7 @@ impl Superblock {
         {
             return Err(LayoutError::Invalid("superblock size"));
         }
-        if self.slot_count == 0 || self.slot_count > MAX_SLOTS {
+        if self.slot_count < 2 || self.slot_count > MAX_SLOTS {
             return Err(LayoutError::Invalid("slot count"));
         }
         if self.camera_count == 0 || self.camera_count as usize > MAX_CAMERAS {
@@ -396,6 +397,10 @@ pub fn validate_slot(
         return Err(SlotError::CameraCount(header.camera_count));
     }
     for (i, c) in cameras[..header.camera_count as usize].iter().enumerate() {
+        if c.is_missing() && c.length == 0 {
+            // No image: nothing to bound-check or decode.
+            continue;
+        }
         let format = c.pixel_format().ok_or(SlotError::Format {
             camera: i,
             code: c.format,
@@ -408,10 +413,7 @@ pub fn validate_slot(
                 length: c.length,
             });
         }
-        if c.is_missing() {
-            continue;
-        }
-        if format.is_raw() {
+        if format.is_raw() && !c.is_missing() {
             let fits = format.dimensions_ok(c.width, c.height)
                 && format
                     .min_stride(c.width)

@@ -14,6 +14,10 @@
 //! * Every other byte at byte column `x` of row `y` is
 //!   `(x + 2 y + 97 frame + 37 camera) mod 256`.
 //!
+//! In the ring, a camera entry flagged `CAM_SYNTHETIC` carries the pattern of its
+//! `camera_id` and its `sequence` (the camera's own frame counter, not the ring's frame
+//! number, which continues across producer restarts).
+//!
 //! JPEG cameras encode the RGB8 pattern; a JPEG frame is verified by decoding it and
 //! reading the code band (cell centres, thresholded) and by the mean absolute error of the
 //! rest of the image against the RGB8 pattern ([`rgb_mean_abs_error`]). Adjacent frames
@@ -70,9 +74,9 @@ impl Geometry {
         })
     }
 
-    /// Bytes the image occupies.
+    /// Bytes the image occupies: `rows * stride`, as the ring's validation requires.
     pub fn len(&self) -> usize {
-        (self.rows - 1) * self.stride + self.row_bytes
+        self.rows * self.stride
     }
 
     /// Whether the image occupies no bytes (never, for a valid geometry).
@@ -385,7 +389,7 @@ mod tests {
                 Err(PatternError::WrongFrame { .. })
             ));
             // Damage one byte far from the band: caught exactly there.
-            let last = g.len() - 1;
+            let last = (g.rows - 1) * g.stride + g.row_bytes - 1;
             buf[last] ^= 0x10;
             assert_eq!(
                 verify(&buf, &g, 3, 1000),

@@ -11,7 +11,7 @@ use camring_protocol::layout::{
 };
 use zerocopy::FromBytes;
 
-use crate::segment::{path_of, producer_locked, valid_name, PREFIX, SHM_DIR};
+use crate::segment::{path_of, pid_alive, producer_locked, valid_name, PREFIX, SHM_DIR};
 
 /// What `camring ls` shows of one ring.
 #[derive(Debug, Clone)]
@@ -38,16 +38,6 @@ pub struct RingInfo {
     pub heartbeat_age_ns: u64,
     /// Readers registered and alive.
     pub readers: usize,
-}
-
-fn pid_alive(pid: u32) -> bool {
-    match rustix::process::Pid::from_raw(pid as i32) {
-        Some(p) => !matches!(
-            rustix::process::test_kill_process(p),
-            Err(rustix::io::Errno::SRCH)
-        ),
-        None => false,
-    }
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {

@@ -27,13 +27,21 @@ pub(crate) fn publish(seg: &Segment) {
     notify.fetch_add(1, Ordering::SeqCst);
     // SYNC POINT: SeqCst, see above.
     if seg.u32_at(OFF_WAITERS).load(Ordering::SeqCst) > 0 {
-        wake_all(seg);
+        wake(notify);
     }
 }
 
-/// Wakes every sleeping reader unconditionally (on state changes).
+/// After a state change (stop, take-over, replacement), wakes every sleeping reader
+/// unconditionally. Bumps the futex word first so a reader about to sleep sees the change.
 pub(crate) fn wake_all(seg: &Segment) {
     let notify = seg.u32_at(OFF_NOTIFY);
+    // SYNC POINT: SeqCst, as in `publish`: a waiter that loaded the old value before our
+    // state store now fails its futex comparison instead of sleeping.
+    notify.fetch_add(1, Ordering::SeqCst);
+    wake(notify);
+}
+
+fn wake(notify: &std::sync::atomic::AtomicU32) {
     // A failure to wake (EFAULT cannot happen on a live mapping) only delays readers until
     // their timeout, so it is not worth an error path.
     let _ = futex::wake(notify, futex::Flags::empty(), i32::MAX as u32);

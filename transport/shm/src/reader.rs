@@ -2,12 +2,11 @@
 //! zero-copy or by copy, waiting without spinning, and following the ring across producer
 //! restarts.
 
-use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ use camring_protocol::layout::{
 use zerocopy::FromBytes;
 
 use crate::error::{OpenError, ReadError};
-use crate::segment::{path_of, valid_name, MapError, Segment};
+use crate::segment::{path_of, pid_alive, valid_name, MapError, Segment};
 use crate::{notify, seqlock};
 
 /// Which frame a read returns.
@@ -83,7 +82,8 @@ pub enum Follow {
     Gone,
 }
 
-/// An attached reader of one ring. Not shared between threads (each thread opens its own).
+/// An attached reader of one ring. Reads take `&mut self`; a thread that wants its own
+/// position and counts opens its own reader.
 #[derive(Debug)]
 pub struct Reader {
     seg: Arc<Segment>,
@@ -94,9 +94,11 @@ pub struct Reader {
     generation: u64,
     stats: ReaderStats,
     /// Torn reads found by `Frame::validate`, after the frame was handed out.
-    late_torn: Cell<u64>,
+    late_torn: AtomicU64,
     spin: Duration,
     table_index: Option<usize>,
+    /// The segment state as of the last `follow` (or open): `wait` returns when it changes.
+    seen_state: u32,
 }
 
 fn open_file(name: &str) -> Result<File, OpenError> {
@@ -120,7 +122,7 @@ fn open_file(name: &str) -> Result<File, OpenError> {
 
 fn attach(name: &str) -> Result<Segment, OpenError> {
     let file = open_file(name)?;
-    let seg = Segment::map(file).map_err(|e| match e {
+    let seg = Segment::open_existing(file).map_err(|e| match e {
         MapError::Short(actual) => OpenError::Layout {
             name: name.to_owned(),
             source: layout::LayoutError::Truncated {
@@ -128,33 +130,21 @@ fn attach(name: &str) -> Result<Segment, OpenError> {
                 actual,
             },
         },
+        MapError::Layout(source, _) => OpenError::Layout {
+            name: name.to_owned(),
+            source,
+        },
         MapError::Io(source) => OpenError::Io {
             name: name.to_owned(),
             source,
         },
     })?;
-    seg.sb
-        .validate(seg.len() as u64)
-        .map_err(|source| OpenError::Layout {
-            name: name.to_owned(),
-            source,
-        })?;
     // SYNC POINT: Acquire pairs with the producer's Release store of the state after it
     // wrote the superblock.
     if seg.u32_at(OFF_STATE).load(Ordering::Acquire) == STATE_INIT {
         return Err(OpenError::Initializing(name.to_owned()));
     }
     Ok(seg)
-}
-
-fn pid_alive(pid: u32) -> bool {
-    match rustix::process::Pid::from_raw(pid as i32) {
-        Some(p) => !matches!(
-            rustix::process::test_kill_process(p),
-            Err(rustix::io::Errno::SRCH)
-        ),
-        None => false,
-    }
 }
 
 impl Reader {
@@ -168,9 +158,10 @@ impl Reader {
             next: 0,
             generation: 0,
             stats: ReaderStats::default(),
-            late_torn: Cell::new(0),
+            late_torn: AtomicU64::new(0),
             spin: Duration::ZERO,
             table_index: None,
+            seen_state: STATE_LIVE,
         };
         reader.reset_position();
         reader.register();
@@ -193,6 +184,8 @@ impl Reader {
 
     fn reset_position(&mut self) {
         self.generation = self.seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed);
+        // SYNC POINT: Acquire pairs with the producers' Release stores of the state.
+        self.seen_state = self.seg.u32_at(OFF_STATE).load(Ordering::Acquire);
         let head = self.head();
         self.next = head.saturating_sub(1);
     }
@@ -235,7 +228,8 @@ impl Reader {
     /// Counts so far.
     pub fn stats(&self) -> ReaderStats {
         let mut s = self.stats;
-        s.torn += self.late_torn.get();
+        // SYNC POINT: Relaxed: a statistics counter, no data depends on it.
+        s.torn += self.late_torn.load(Ordering::Relaxed);
         s
     }
 
@@ -261,19 +255,27 @@ impl Reader {
         self.head() > self.next
     }
 
-    /// Blocks until a frame not returned yet is published or `timeout` passes; returns
-    /// whether one is there. Sleeps on a futex (after the optional spin); never busy-waits
-    /// while idle.
+    /// Blocks until a frame not returned yet is published, the producer's state or
+    /// generation changes (call [`Reader::follow`] then), or `timeout` passes; returns
+    /// whether one of those happened. Sleeps on a futex (after the optional spin); never
+    /// busy-waits while idle.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let head = self.seg.u64_at(OFF_HEAD);
-        let next = self.next;
-        // SYNC POINT: Acquire pairs with the Release head store in `commit`.
-        notify::wait_until(
-            &self.seg,
-            || head.load(Ordering::Acquire) > next,
-            Instant::now() + timeout,
-            self.spin,
-        )
+        let ready = self.ready_fn();
+        notify::wait_until(&self.seg, ready, Instant::now() + timeout, self.spin)
+    }
+
+    /// The condition `wait` waits for, owning what it needs (for the async form).
+    fn ready_fn(&self) -> impl Fn() -> bool + Send + 'static {
+        let seg = Arc::clone(&self.seg);
+        let (next, state, generation) = (self.next, self.seen_state, self.generation);
+        move || {
+            // SYNC POINT: Acquire pairs with the Release head store in `commit` and the
+            // Release state stores of producers; the generation is Relaxed, it is only a
+            // hint to call `follow`, which re-reads everything.
+            seg.u64_at(OFF_HEAD).load(Ordering::Acquire) > next
+                || seg.u32_at(OFF_STATE).load(Ordering::Acquire) != state
+                || seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed) != generation
+        }
     }
 
     /// The async form of [`Reader::wait`], for tokio: the futex wait runs on tokio's
@@ -282,7 +284,7 @@ impl Reader {
     pub async fn wait_async(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.has_new() {
+            if (self.ready_fn())() {
                 return true;
             }
             let now = Instant::now();
@@ -291,16 +293,9 @@ impl Reader {
             }
             let slice = (deadline - now).min(Duration::from_millis(100));
             let seg = Arc::clone(&self.seg);
-            let next = self.next;
+            let ready = self.ready_fn();
             let woke = tokio::task::spawn_blocking(move || {
-                let head = seg.u64_at(OFF_HEAD);
-                // SYNC POINT: Acquire pairs with the Release head store in `commit`.
-                notify::wait_until(
-                    &seg,
-                    || head.load(Ordering::Acquire) > next,
-                    Instant::now() + slice,
-                    Duration::ZERO,
-                )
+                notify::wait_until(&seg, ready, Instant::now() + slice, Duration::ZERO)
             })
             .await;
             if woke.unwrap_or(false) {
@@ -335,6 +330,7 @@ impl Reader {
         let generation = self.seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed);
         // SYNC POINT: Acquire pairs with the producers' Release stores of the state.
         let state = self.seg.u32_at(OFF_STATE).load(Ordering::Acquire);
+        self.seen_state = state;
         let moved = match std::fs::metadata(&self.path) {
             Ok(m) => m.ino() != self.seg.ino,
             Err(_) => {
@@ -438,7 +434,9 @@ impl Reader {
         // The slot stays torn (a producer died mid-write, or a hostile ring): move past it
         // so the caller waits for the next frame instead of spinning here.
         if last_err == ReadError::Torn {
-            self.next = self.next.max(self.head().min(MAX_FRAME));
+            let skip_to = self.next.max(self.head().min(MAX_FRAME));
+            self.stats.lapped += skip_to - self.next;
+            self.next = skip_to;
         }
         Err(last_err)
     }
@@ -506,7 +504,7 @@ pub struct Frame<'a> {
     begin: u64,
     header: SlotHeader,
     cameras: [CameraEntry; MAX_CAMERAS],
-    torn: &'a Cell<u64>,
+    torn: &'a AtomicU64,
 }
 
 impl<'a> Frame<'a> {
@@ -541,7 +539,8 @@ impl<'a> Frame<'a> {
         if seqlock::read_validate(seq, self.begin) {
             Ok(())
         } else {
-            self.torn.set(self.torn.get() + 1);
+            // SYNC POINT: Relaxed: a statistics counter, no data depends on it.
+            self.torn.fetch_add(1, Ordering::Relaxed);
             Err(ReadError::Torn)
         }
     }
@@ -569,4 +568,18 @@ pub struct OwnedFrame {
     pub cameras: Vec<CameraEntry>,
     /// One payload per camera.
     pub payloads: Vec<Vec<u8>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn reader_can_move_into_tokio_tasks() {
+        // `wait_async` borrows the reader across an await: the future is Send only if the
+        // reader is Sync.
+        assert_send_sync::<Reader>();
+    }
 }

@@ -4,11 +4,11 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
-use camring_protocol::layout::{Superblock, SUPERBLOCK_SIZE};
+use camring_protocol::layout::{LayoutError, Superblock, SUPERBLOCK_SIZE};
 use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::FlockOperation;
 use zerocopy::{FromBytes, FromZeros};
@@ -45,40 +45,58 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    /// Maps all of `file` read-write and validates its superblock.
-    pub(crate) fn map(file: File) -> Result<Self, MapError> {
+    /// Reads `file`'s superblock, validates it against the file's size, and only then maps
+    /// the `total_size` bytes it describes, read-write and pre-faulted. A hostile file
+    /// (say a huge sparse one) is refused before anything is mapped or allocated.
+    pub(crate) fn open_existing(file: File) -> Result<Self, MapError> {
         let meta = file.metadata().map_err(MapError::Io)?;
         let size = meta.len();
         if size < SUPERBLOCK_SIZE {
             return Err(MapError::Short(size));
         }
-        let len = usize::try_from(size).map_err(|_| MapError::Short(size))?;
+        let mut raw = [0u8; size_of::<Superblock>()];
+        file.read_exact_at(&mut raw, 0).map_err(MapError::Io)?;
+        let sb = Superblock::read_from_bytes(&raw).expect("size matches");
+        sb.validate(size)
+            .map_err(|e| MapError::Layout(e, Box::new(sb)))?;
+        let len = usize::try_from(sb.total_size).map_err(|_| MapError::Short(size))?;
         let map = MmapOptions::new()
             .len(len)
             .populate()
             .map_raw(&file)
             .map_err(MapError::Io)?;
-        let mut seg = Segment {
+        Ok(Segment {
+            map,
+            file,
+            sb,
+            ino: meta.ino(),
+        })
+    }
+
+    /// Maps a fresh (zero-filled, not yet visible) file of `sb.total_size` bytes. The
+    /// caller writes the superblock with [`Segment::write_superblock`].
+    pub(crate) fn map_fresh(file: File, sb: &Superblock) -> Result<Self, MapError> {
+        let meta = file.metadata().map_err(MapError::Io)?;
+        if meta.len() < sb.total_size {
+            return Err(MapError::Short(meta.len()));
+        }
+        let len = usize::try_from(sb.total_size).map_err(|_| MapError::Short(meta.len()))?;
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw(&file)
+            .map_err(MapError::Io)?;
+        Ok(Segment {
             map,
             file,
             sb: Superblock::new_zeroed(),
             ino: meta.ino(),
-        };
-        let mut raw = [0u8; size_of::<Superblock>()];
-        seg.copy_out(0, &mut raw);
-        seg.sb = Superblock::read_from_bytes(&raw).expect("size matches");
-        Ok(seg)
+        })
     }
 
     /// Writes the superblock of a segment no reader can see yet, and keeps its copy.
     pub(crate) fn write_superblock(&mut self, sb: &Superblock) {
         self.copy_in(0, zerocopy::IntoBytes::as_bytes(sb));
         self.sb = *sb;
-    }
-
-    /// Length of the mapping in bytes.
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
     }
 
     /// A pointer to `offset` after checking that `offset..offset + len` lies inside the
@@ -203,6 +221,21 @@ impl Segment {
     }
 }
 
+/// Whether a process with this pid exists (a pid that cannot exist, such as 0 or one
+/// above `i32::MAX` from a hostile table, does not).
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    match rustix::process::Pid::from_raw(raw) {
+        Some(p) => !matches!(
+            rustix::process::test_kill_process(p),
+            Err(rustix::io::Errno::SRCH)
+        ),
+        None => false,
+    }
+}
+
 /// Whether some process holds the producer lock (an exclusive `flock`) on `file`. Takes and
 /// at once drops a shared lock; the kernel releases a dead producer's lock.
 pub(crate) fn producer_locked(file: &File) -> bool {
@@ -220,6 +253,8 @@ pub(crate) fn producer_locked(file: &File) -> bool {
 pub(crate) enum MapError {
     /// Smaller than a superblock.
     Short(u64),
+    /// The superblock is not valid (the superblock as found, unvalidated).
+    Layout(LayoutError, Box<Superblock>),
     /// OS error.
     Io(io::Error),
 }

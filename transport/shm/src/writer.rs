@@ -4,7 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -204,26 +204,29 @@ impl Writer {
             // Replaced or removed between our open and our lock: look again.
             return Ok(Attempt::Retry);
         }
-        let seg = match Segment::map(file.try_clone().map_err(|e| io_err(name, e))?) {
+        let seg = match Segment::open_existing(file.try_clone().map_err(|e| io_err(name, e))?) {
             Ok(seg) => seg,
             Err(MapError::Short(_)) => {
                 return Self::create_fresh(name, path, sb, config, Some(file), 0);
             }
+            Err(MapError::Layout(_, old)) => {
+                // Broken or of another version. If it is a camring segment at all, tell its
+                // readers to re-open (the state word keeps its offset in every version; a
+                // 4-byte aligned pwrite is seen whole), then replace it.
+                if old.magic == layout::MAGIC {
+                    let _ = file.write_all_at(&STATE_REPLACED.to_le_bytes(), OFF_STATE as u64);
+                }
+                return Self::create_fresh(name, path, sb, config, Some(file), 0);
+            }
             Err(MapError::Io(e)) => return Err(io_err(name, e)),
         };
-        let valid = seg.sb.validate(seg.len() as u64).is_ok();
-        let head = if valid {
-            seg.u64_at(OFF_HEAD).load(Ordering::Acquire)
-        } else {
-            0
-        };
-        let old_generation = if valid {
-            seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed)
-        } else {
-            0
-        };
+        // SYNC POINT: Acquire pairs with the dead producer's Release head store (it is dead,
+        // but its stores may still be in flight to this core).
+        let head = seg.u64_at(OFF_HEAD).load(Ordering::Acquire);
+        let old_generation = seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed);
+        // SYNC POINT: Acquire pairs with producers' Release stores of the state.
         let state = seg.u32_at(OFF_STATE).load(Ordering::Acquire);
-        if valid && seg.sb.same_layout(sb) && state != STATE_REPLACED && head < MAX_FRAME {
+        if seg.sb.same_layout(sb) && state != STATE_REPLACED && head < MAX_FRAME {
             let generation = now_ns().max(old_generation.wrapping_add(1));
             seg.u64_at(OFF_GENERATION)
                 .store(generation, Ordering::Relaxed);
@@ -306,10 +309,10 @@ impl Writer {
                 e => io_err(name, e.into()),
             },
         )?;
-        let seg = match Segment::map(file) {
+        let seg = match Segment::map_fresh(file, sb) {
             Ok(seg) => seg,
             Err(MapError::Io(e)) => return Err(io_err(name, e)),
-            Err(MapError::Short(_)) => {
+            Err(_) => {
                 return Err(io_err(
                     name,
                     io::Error::other("fresh segment has the wrong size"),
@@ -328,8 +331,9 @@ impl Writer {
         seg.u64_at(OFF_PRODUCER_START)
             .store(now_ns(), Ordering::Relaxed);
         seg.u64_at(OFF_HEARTBEAT).store(now_ns(), Ordering::Relaxed);
-        // SYNC POINT: Release pairs with a reader's Acquire load of the state in `open`:
-        // a reader that sees LIVE sees the superblock written above.
+        // SYNC POINT: Release pairs with a reader's Acquire load of the state in `attach`.
+        // Readers cannot open the segment before the rename below publishes its name, and
+        // that syscall happens after every store above, so they see the whole superblock.
         seg.u32_at(OFF_STATE).store(STATE_LIVE, Ordering::Release);
         let origin = if replacing.is_some() {
             std::fs::rename(&tmp, path).map_err(|e| io_err(name, e))?;
