@@ -252,7 +252,8 @@ impl Reader {
 
     /// Whether a read would find a frame not returned yet.
     pub fn has_new(&self) -> bool {
-        self.head() > self.next
+        let head = self.head();
+        head > self.next && head < MAX_FRAME
     }
 
     /// Blocks until a frame not returned yet is published, the producer's state or
@@ -272,7 +273,8 @@ impl Reader {
             // SYNC POINT: Acquire pairs with the Release head store in `commit` and the
             // Release state stores of producers; the generation is Relaxed, it is only a
             // hint to call `follow`, which re-reads everything.
-            seg.u64_at(OFF_HEAD).load(Ordering::Acquire) > next
+            let head = seg.u64_at(OFF_HEAD).load(Ordering::Acquire);
+            (head > next && head < MAX_FRAME)
                 || seg.u32_at(OFF_STATE).load(Ordering::Acquire) != state
                 || seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed) != generation
         }
@@ -388,6 +390,7 @@ impl Reader {
             let n = match mode {
                 ReadMode::Latest => {
                     self.stats.skipped += head - 1 - self.next;
+                    self.next = head - 1; // a retry must not count these frames again
                     head - 1
                 }
                 ReadMode::Next => {

@@ -59,6 +59,15 @@ impl Segment {
         let sb = Superblock::read_from_bytes(&raw).expect("size matches");
         sb.validate(size)
             .map_err(|e| MapError::Layout(e, Box::new(sb)))?;
+        // A producer allocates its whole segment (fallocate) before publishing it. A sparse
+        // file is not a producer's ring, and mapping it pre-faulted would make tmpfs
+        // allocate up to `total_size` bytes (or SIGBUS when /dev/shm is full).
+        if meta.blocks().saturating_mul(512) < sb.total_size {
+            return Err(MapError::Layout(
+                LayoutError::Invalid("segment is not fully allocated (sparse file)"),
+                Box::new(sb),
+            ));
+        }
         let len = usize::try_from(sb.total_size).map_err(|_| MapError::Short(size))?;
         let map = MmapOptions::new()
             .len(len)
