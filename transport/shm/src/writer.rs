@@ -227,17 +227,7 @@ impl Writer {
         // SYNC POINT: Acquire pairs with producers' Release stores of the state.
         let state = seg.u32_at(OFF_STATE).load(Ordering::Acquire);
         if seg.sb.same_layout(sb) && state != STATE_REPLACED && head < MAX_FRAME {
-            let generation = now_ns().max(old_generation.wrapping_add(1));
-            seg.u64_at(OFF_GENERATION)
-                .store(generation, Ordering::Relaxed);
-            seg.u32_at(OFF_PRODUCER_PID)
-                .store(std::process::id(), Ordering::Relaxed);
-            seg.u64_at(OFF_PRODUCER_START)
-                .store(now_ns(), Ordering::Relaxed);
-            seg.u64_at(OFF_HEARTBEAT).store(now_ns(), Ordering::Relaxed);
-            // SYNC POINT: Release pairs with readers' Acquire load of the state: they see
-            // the new generation and pid with it.
-            seg.u32_at(OFF_STATE).store(STATE_LIVE, Ordering::Release);
+            let generation = claim(&seg, old_generation.wrapping_add(1));
             notify::wake_all(&seg);
             return Ok(Attempt::Done(Box::new(Writer {
                 seg,
@@ -322,19 +312,10 @@ impl Writer {
         seg.prefault_fresh();
         let mut seg = seg;
         seg.write_superblock(sb);
-        let generation = now_ns().max(min_generation);
-        seg.u64_at(OFF_GENERATION)
-            .store(generation, Ordering::Relaxed);
         seg.u64_at(OFF_HEAD).store(0, Ordering::Relaxed);
-        seg.u32_at(OFF_PRODUCER_PID)
-            .store(std::process::id(), Ordering::Relaxed);
-        seg.u64_at(OFF_PRODUCER_START)
-            .store(now_ns(), Ordering::Relaxed);
-        seg.u64_at(OFF_HEARTBEAT).store(now_ns(), Ordering::Relaxed);
-        // SYNC POINT: Release pairs with a reader's Acquire load of the state in `attach`.
         // Readers cannot open the segment before the rename below publishes its name, and
-        // that syscall happens after every store above, so they see the whole superblock.
-        seg.u32_at(OFF_STATE).store(STATE_LIVE, Ordering::Release);
+        // that syscall happens after every store made here, so they see the whole superblock.
+        let generation = claim(&seg, min_generation);
         let origin = if replacing.is_some() {
             std::fs::rename(&tmp, path).map_err(|e| io_err(name, e))?;
             Origin::Replaced
@@ -433,6 +414,23 @@ impl Drop for Writer {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Makes this process the segment's producer: a new generation (at least `min_generation`),
+/// its pid, start time and heartbeat, then the state LIVE. Returns the generation.
+fn claim(seg: &Segment, min_generation: u64) -> u64 {
+    let generation = now_ns().max(min_generation);
+    seg.u64_at(OFF_GENERATION)
+        .store(generation, Ordering::Relaxed);
+    seg.u32_at(OFF_PRODUCER_PID)
+        .store(std::process::id(), Ordering::Relaxed);
+    seg.u64_at(OFF_PRODUCER_START)
+        .store(now_ns(), Ordering::Relaxed);
+    seg.u64_at(OFF_HEARTBEAT).store(now_ns(), Ordering::Relaxed);
+    // SYNC POINT: Release pairs with readers' Acquire loads of the state (in `attach`,
+    // `producer`, `follow`): a reader that sees LIVE sees the generation and pid above.
+    seg.u32_at(OFF_STATE).store(STATE_LIVE, Ordering::Release);
+    generation
 }
 
 fn read_pid(file: &File) -> Option<u32> {
