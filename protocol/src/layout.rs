@@ -50,7 +50,8 @@ pub const OFF_HEARTBEAT: usize = 528;
 pub const OFF_PRODUCER_PID: usize = 536;
 /// `u32`: segment state, one of the `STATE_*` values.
 pub const OFF_STATE: usize = 540;
-/// `u32`: futex word, incremented after every publish; readers sleep on it.
+/// `u32`: futex word, incremented after every publish and every state change; readers
+/// sleep on it.
 pub const OFF_NOTIFY: usize = 544;
 /// `u32`: number of readers sleeping (or about to sleep) on [`OFF_NOTIFY`].
 pub const OFF_WAITERS: usize = 548;
@@ -80,7 +81,8 @@ pub const STATE_REPLACED: u32 = 3;
 
 /// Per-camera flag: the camera had nothing fresh and this is its previous image again.
 pub const CAM_REPEATED: u32 = 1 << 0;
-/// Per-camera flag: the camera has no image in this multi-frame (length 0).
+/// Per-camera flag: the camera has no image in this multi-frame (normally with length 0,
+/// which needs no valid offset or format).
 pub const CAM_MISSING: u32 = 1 << 1;
 /// Per-camera flag: the payload is the synthetic test pattern (readers may verify it).
 pub const CAM_SYNTHETIC: u32 = 1 << 2;

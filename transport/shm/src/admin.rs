@@ -76,6 +76,10 @@ pub fn inspect(name: &str) -> io::Result<RingInfo> {
         info.error = Some(e.to_string());
         return Ok(info);
     }
+    if meta.blocks().saturating_mul(512) < sb.total_size {
+        info.error = Some("segment is not fully allocated (sparse file)".into());
+        return Ok(info);
+    }
     info.layout = Some(sb);
     info.generation = u64_at(&buf, OFF_GENERATION);
     info.head = u64_at(&buf, OFF_HEAD);

@@ -336,11 +336,12 @@ impl Reader {
         let moved = match std::fs::metadata(&self.path) {
             Ok(m) => m.ino() != self.seg.ino,
             Err(_) => {
-                return Ok(if state == STATE_LIVE && generation != self.generation {
-                    self.generation_changed(generation)
-                } else {
-                    Follow::Gone
-                })
+                if state == STATE_LIVE && generation != self.generation {
+                    return Ok(self.generation_changed(generation));
+                }
+                // Remember what we saw, so that `wait` sleeps until something changes.
+                self.generation = generation;
+                return Ok(Follow::Gone);
             }
         };
         if moved || state == STATE_REPLACED {
@@ -530,6 +531,10 @@ impl<'a> Frame<'a> {
     /// you: see [`Frame::validate`]. Panics if `index` is not below the camera count.
     pub fn payload(&self, index: usize) -> &'a [u8] {
         let c = &self.cameras()[index];
+        if c.length == 0 {
+            // A missing camera's offset is not validated: do not touch it.
+            return &[];
+        }
         // Validation guaranteed offset + length <= slot_size, so this is in the slot.
         self.seg
             .bytes(self.slot_off + c.offset as usize, c.length as usize)

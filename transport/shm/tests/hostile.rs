@@ -1326,3 +1326,29 @@ fn every_frame_is_counted_once() {
         );
     }
 }
+
+#[test]
+fn missing_camera_with_hostile_offset_reads_as_empty() {
+    let mut c = Cleanup::new();
+    let name = c.name("missing-offset");
+    let mut img = live_image(&mut c, "missing-offset");
+    let n = FRAMES - 1;
+    // A camera marked missing with length 0 needs no valid offset or format: the reader
+    // must hand out an empty payload, never touch the offset.
+    let mut e = img.entry(n, 0);
+    e.flags = camring_protocol::layout::CAM_MISSING;
+    e.length = 0;
+    e.offset = u64::MAX;
+    e.format = 0;
+    img.set_entry(n, 0, &e);
+    img.write(&name);
+    let mut r = Reader::open(&name).unwrap();
+    let frame = r
+        .try_read(ReadMode::Latest)
+        .unwrap()
+        .expect("the newest frame");
+    assert!(frame.payload(0).is_empty());
+    let mut owned = camring_shm::OwnedFrame::default();
+    frame.copy_to(&mut owned).unwrap();
+    assert!(owned.payloads[0].is_empty());
+}
