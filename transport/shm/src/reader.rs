@@ -6,7 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,8 +97,10 @@ pub struct Reader {
     late_torn: AtomicU64,
     spin: Duration,
     table_index: Option<usize>,
-    /// The segment state as of the last `follow` (or open): `wait` returns when it changes.
-    seen_state: u32,
+    /// The segment state and generation `wait` last reported: it returns once when either
+    /// changes, then sleeps again (whether or not the caller calls `follow`).
+    wait_state: AtomicU32,
+    wait_generation: AtomicU64,
 }
 
 fn open_file(name: &str) -> Result<File, OpenError> {
@@ -161,7 +163,8 @@ impl Reader {
             late_torn: AtomicU64::new(0),
             spin: Duration::ZERO,
             table_index: None,
-            seen_state: STATE_LIVE,
+            wait_state: AtomicU32::new(STATE_LIVE),
+            wait_generation: AtomicU64::new(0),
         };
         reader.reset_position();
         reader.register();
@@ -184,8 +187,7 @@ impl Reader {
 
     fn reset_position(&mut self) {
         self.generation = self.seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed);
-        // SYNC POINT: Acquire pairs with the producers' Release stores of the state.
-        self.seen_state = self.seg.u32_at(OFF_STATE).load(Ordering::Acquire);
+        self.note_seen();
         let head = self.head();
         self.next = head.saturating_sub(1);
     }
@@ -262,13 +264,28 @@ impl Reader {
     /// busy-waits while idle.
     pub fn wait(&self, timeout: Duration) -> bool {
         let ready = self.ready_fn();
-        notify::wait_until(&self.seg, ready, Instant::now() + timeout, self.spin)
+        let woke = notify::wait_until(&self.seg, ready, Instant::now() + timeout, self.spin);
+        self.note_seen();
+        woke
+    }
+
+    /// Records the state and generation as reported by `wait`.
+    fn note_seen(&self) {
+        // SYNC POINT: Acquire pairs with the producers' Release stores of the state; the
+        // two `wait_*` words are this reader's own bookkeeping (Relaxed).
+        let state = self.seg.u32_at(OFF_STATE).load(Ordering::Acquire);
+        let generation = self.seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed);
+        self.wait_state.store(state, Ordering::Relaxed);
+        self.wait_generation.store(generation, Ordering::Relaxed);
     }
 
     /// The condition `wait` waits for, owning what it needs (for the async form).
     fn ready_fn(&self) -> impl Fn() -> bool + Send + 'static {
         let seg = Arc::clone(&self.seg);
-        let (next, state, generation) = (self.next, self.seen_state, self.generation);
+        // SYNC POINT: Relaxed: this reader's own bookkeeping, see `note_seen`.
+        let state = self.wait_state.load(Ordering::Relaxed);
+        let generation = self.wait_generation.load(Ordering::Relaxed);
+        let next = self.next;
         move || {
             // SYNC POINT: Acquire pairs with the Release head store in `commit` and the
             // Release state stores of producers; the generation is Relaxed, it is only a
@@ -287,6 +304,7 @@ impl Reader {
         let deadline = Instant::now() + timeout;
         loop {
             if (self.ready_fn())() {
+                self.note_seen();
                 return true;
             }
             let now = Instant::now();
@@ -301,6 +319,7 @@ impl Reader {
             })
             .await;
             if woke.unwrap_or(false) {
+                self.note_seen();
                 return true;
             }
         }
@@ -329,10 +348,11 @@ impl Reader {
     /// under the ring's name (a producer that replaced it, or one started after `rm`), and
     /// attaches to it. Readers call it when frames stop coming; it costs a `stat`.
     pub fn follow(&mut self) -> Result<Follow, OpenError> {
+        // What follow sees, `wait` need not report again.
+        self.note_seen();
         let generation = self.seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed);
         // SYNC POINT: Acquire pairs with the producers' Release stores of the state.
         let state = self.seg.u32_at(OFF_STATE).load(Ordering::Acquire);
-        self.seen_state = state;
         let moved = match std::fs::metadata(&self.path) {
             Ok(m) => m.ino() != self.seg.ino,
             Err(_) => {

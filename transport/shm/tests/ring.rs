@@ -789,6 +789,8 @@ fn wait_wakes_on_publish_and_times_out_otherwise() {
         });
         assert!(r.wait(LONG), "woken by the stop");
         stopper.join().unwrap();
+        // Reported once: a caller that never calls `follow` does not spin.
+        assert!(!r.wait(SHORT), "a state change wakes once");
         assert_eq!(r.producer(), ProducerState::Stopped);
         assert_eq!(r.follow().unwrap(), Follow::Gone);
         assert!(!r.wait(SHORT), "nothing more after follow()");

@@ -1,0 +1,411 @@
+//! Shared by the custom-harness benches: bench/smoke mode, unique ring names, child
+//! processes re-executed from the bench binary (and killed if anything goes wrong),
+//! histograms, Markdown tables and a Ctrl-C flag so an interrupted run still removes its
+//! rings.
+//!
+//! `cargo bench` passes `--bench` to every bench binary; `cargo test --all-targets` runs
+//! them with no arguments, in which case each bench runs a smoke version of itself in well
+//! under two seconds and asserts nothing about timing.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+
+/// First argument of a bench binary re-executed as a helper process.
+pub const CHILD_MARKER: &str = "--camring-bench-child";
+
+/// True under `cargo bench` (full run), false under `cargo test` (smoke run).
+pub fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// If this process was started as a helper, its arguments after the marker.
+pub fn child_args() -> Option<Vec<String>> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some(CHILD_MARKER) {
+        Some(args.collect())
+    } else {
+        None
+    }
+}
+
+/// A ring name unique to this process and call.
+pub fn ring_name(what: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "bench-{what}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Removes the ring's segment when dropped, in case the writer could not (belt and braces:
+/// `Writer`'s drop removes it already).
+#[derive(Debug)]
+pub struct RingGuard(pub String);
+
+impl Drop for RingGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(camring_shm::path_of(&self.0));
+    }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Turns SIGINT/SIGTERM into a flag the bench loops poll, so Ctrl-C unwinds normally and
+/// the rings are removed. Helper processes keep the default action (they own no ring).
+pub fn catch_interrupts() {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
+    }
+    std::thread::spawn(move || loop {
+        if flag.load(Ordering::Relaxed) {
+            INTERRUPTED.store(true, Ordering::Relaxed);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    });
+}
+
+/// Fails once the user interrupted the run.
+pub fn check_interrupt() -> Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Helper processes (this binary re-executed with [`CHILD_MARKER`]): stdout piped, stderr
+/// inherited. Every process still running when this is dropped is killed and reaped.
+#[derive(Debug, Default)]
+pub struct Children {
+    procs: Vec<(Child, BufReader<ChildStdout>)>,
+}
+
+impl Children {
+    /// Starts a helper with `args` after the marker.
+    pub fn spawn(&mut self, args: &[String]) -> Result<()> {
+        let exe = std::env::current_exe().context("current_exe")?;
+        let mut child = Command::new(exe)
+            .arg(CHILD_MARKER)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning a helper process")?;
+        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+        self.procs.push((child, out));
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    /// Reads one line from every helper (they print `ready` once attached).
+    pub fn expect_line(&mut self, want: &str) -> Result<()> {
+        for (i, (_, out)) in self.procs.iter_mut().enumerate() {
+            let mut line = String::new();
+            out.read_line(&mut line)
+                .with_context(|| format!("reading helper {i}"))?;
+            if line.trim() != want {
+                bail!("helper {i} said {line:?}, expected {want:?}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether helper `i` has exited.
+    pub fn exited(&mut self, i: usize) -> Result<bool> {
+        Ok(self.procs[i].0.try_wait()?.is_some())
+    }
+
+    /// Waits (up to `timeout`, then kills) for every helper, checks that each succeeded and
+    /// returns the rest of its stdout.
+    pub fn finish(mut self, timeout: Duration) -> Result<Vec<String>> {
+        let deadline = Instant::now() + timeout;
+        let mut outputs = Vec::new();
+        for (i, (child, out)) in self.procs.iter_mut().enumerate() {
+            loop {
+                if child.try_wait()?.is_some() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let status = child.wait()?;
+            let mut text = String::new();
+            out.read_to_string(&mut text)?;
+            if !status.success() {
+                bail!("helper {i} failed ({status}); stdout: {text}");
+            }
+            outputs.push(text);
+        }
+        self.procs.clear();
+        Ok(outputs)
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.procs {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A histogram of nanoseconds, 1 ns to 100 s, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid bounds")
+}
+
+/// The recorded buckets as `[value, count]` pairs, to ship a histogram between processes.
+pub fn buckets(h: &Histogram<u64>) -> Vec<[u64; 2]> {
+    h.iter_recorded()
+        .map(|v| [v.value_iterated_to(), v.count_at_value()])
+        .collect()
+}
+
+/// Adds `[value, count]` pairs made by [`buckets`] to `h`.
+pub fn add_buckets(h: &mut Histogram<u64>, pairs: &serde_json::Value) -> Result<()> {
+    for pair in pairs.as_array().context("buckets: not an array")? {
+        let v = pair[0].as_u64().context("bucket value")?;
+        let n = pair[1].as_u64().context("bucket count")?;
+        h.record_n(v.clamp(h.low(), h.high()), n)
+            .context("recording a bucket")?;
+    }
+    Ok(())
+}
+
+/// Records `ns` into `h`, clamped into its range.
+pub fn record(h: &mut Histogram<u64>, ns: u64) {
+    h.saturating_record(ns.max(1));
+}
+
+/// The median of `xs` (0 for none).
+pub fn median(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return 0.0;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// Formats nanoseconds with a unit that keeps three or four significant digits.
+pub fn fmt_ns(ns: f64) -> String {
+    if ns < 1_000.0 {
+        format!("{ns:.0} ns")
+    } else if ns < 10_000.0 {
+        format!("{:.2} µs", ns / 1e3)
+    } else if ns < 1_000_000.0 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns < 10_000_000.0 {
+        format!("{:.3} ms", ns / 1e6)
+    } else {
+        format!("{:.2} ms", ns / 1e6)
+    }
+}
+
+/// A Markdown table, columns padded for reading in a terminal.
+#[derive(Debug)]
+pub struct Table {
+    head: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(head: &[&str]) -> Table {
+        Table {
+            head: head.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        assert_eq!(cells.len(), self.head.len(), "table row width");
+        self.rows.push(cells);
+    }
+
+    pub fn print(&self) {
+        let n = self.head.len();
+        let width: Vec<usize> = (0..n)
+            .map(|i| {
+                self.rows
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([self.head[i].chars().count(), 3])
+                    .max()
+                    .unwrap_or(3)
+            })
+            .collect();
+        let line = |cells: &[String]| {
+            let mut s = String::from("|");
+            for (c, w) in cells.iter().zip(&width) {
+                let pad = w - c.chars().count();
+                s.push_str(&format!(" {c}{} |", " ".repeat(pad)));
+            }
+            println!("{s}");
+        };
+        line(&self.head);
+        let mut sep = String::from("|");
+        for (i, w) in width.iter().enumerate() {
+            // Right-align the columns of numbers, left-align the others.
+            let text = self.rows.iter().any(|r| {
+                r[i].chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '*')
+            });
+            if i == 0 || text {
+                sep.push_str(&format!("{}|", "-".repeat(w + 2)));
+            } else {
+                sep.push_str(&format!("{}:|", "-".repeat(w + 1)));
+            }
+        }
+        println!("{sep}");
+        for r in &self.rows {
+            line(r);
+        }
+        println!();
+    }
+}
+
+/// One line describing the machine: cores, CPU model, kernel.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown kernel".into());
+    format!("{cores} cores, {model}, Linux {kernel}")
+}
+
+/// CPU time of the calling thread, nanoseconds.
+pub fn thread_cpu_ns() -> u64 {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CPU time of the whole process, nanoseconds.
+pub fn process_cpu_ns() -> u64 {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A group of identical cameras with pre-generated source images (the synthetic pattern,
+/// made once), published into a ring by copying: what a capture thread handing over a
+/// finished image does.
+#[derive(Debug)]
+pub struct Group {
+    pub format: camring_protocol::PixelFormat,
+    pub width: u32,
+    pub height: u32,
+    pub stride: usize,
+    pub sources: Vec<Vec<u8>>,
+}
+
+impl Group {
+    pub fn new(
+        cameras: u32,
+        format: camring_protocol::PixelFormat,
+        width: u32,
+        height: u32,
+    ) -> Group {
+        use camring_protocol::pattern::{self, Geometry};
+        let stride = format.min_stride(width).expect("raw format") as usize;
+        let g = Geometry::new(format, width, height, stride).expect("pattern geometry");
+        let sources = (0..cameras)
+            .map(|cam| {
+                let mut buf = vec![0u8; g.len()];
+                pattern::fill(&mut buf, &g, cam, 0);
+                buf
+            })
+            .collect();
+        Group {
+            format,
+            width,
+            height,
+            stride,
+            sources,
+        }
+    }
+
+    /// Bytes of one camera image.
+    pub fn image_len(&self) -> usize {
+        self.sources[0].len()
+    }
+
+    /// Bytes of one multi-frame.
+    pub fn frame_len(&self) -> usize {
+        self.image_len() * self.sources.len()
+    }
+
+    /// A ring layout for this group with `slots` slots.
+    pub fn ring_config(&self, slots: u32) -> camring_shm::RingConfig {
+        let cam = camring_protocol::layout::CameraLayout {
+            width: self.width,
+            height: self.height,
+            format: self.format.code(),
+            max_len: u32::try_from(self.image_len()).expect("image under 4 GiB"),
+        };
+        camring_shm::RingConfig::new(slots, vec![cam; self.sources.len()], 30_000)
+    }
+
+    /// The entry of camera `cam` (the loan sets offset and length).
+    pub fn entry(
+        &self,
+        cam: usize,
+        capture_ns: u64,
+        sequence: u64,
+    ) -> camring_protocol::layout::CameraEntry {
+        camring_protocol::layout::CameraEntry {
+            camera_id: cam as u32,
+            format: self.format.code(),
+            width: self.width,
+            height: self.height,
+            stride: self.stride as u32,
+            capture_ns,
+            sequence,
+            ..Default::default()
+        }
+    }
+
+    /// Publishes one multi-frame: loan, for each camera `push_camera` + copy of the source
+    /// image, commit. Returns the frame number.
+    pub fn publish(&self, writer: &mut camring_shm::Writer) -> Result<u64> {
+        let now = camring_shm::clock::now_ns();
+        let seq = writer.next_frame();
+        let mut loan = writer.loan();
+        for (cam, src) in self.sources.iter().enumerate() {
+            loan.push_camera(self.entry(cam, now, seq), src.len())?
+                .copy_from_slice(src);
+        }
+        Ok(loan.commit(now, 0)?)
+    }
+}
