@@ -94,13 +94,8 @@ impl Bench<'_> {
             0 => {
                 // The same copies into the same slot's payload area, never published: the
                 // loan's own cost is one store and one fence (measured by `ring only`).
-                let now = camring_shm::clock::now_ns();
-                let seq = self.writer.next_frame();
                 let mut loan = self.writer.loan();
-                for (cam, src) in self.group.sources.iter().enumerate() {
-                    loan.push_camera(self.group.entry(cam, now, seq), src.len())?
-                        .copy_from_slice(src);
-                }
+                self.group.fill(&mut loan, camring_shm::clock::now_ns())?;
                 // `loan` goes out of scope uncommitted: nothing is published.
             }
             1 => {

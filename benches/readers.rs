@@ -192,12 +192,8 @@ impl Run {
 /// `Group::publish`, returning the thread CPU time at which `commit` starts.
 fn publish_split(group: &Group, writer: &mut Writer) -> Result<u64> {
     let now = camring_shm::clock::now_ns();
-    let seq = writer.next_frame();
     let mut loan = writer.loan();
-    for (cam, src) in group.sources.iter().enumerate() {
-        loan.push_camera(group.entry(cam, now, seq), src.len())?
-            .copy_from_slice(src);
-    }
+    group.fill(&mut loan, now)?;
     let c = common::thread_cpu_ns();
     loan.commit(now, 0)?;
     Ok(c)

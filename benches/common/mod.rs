@@ -400,12 +400,18 @@ impl Group {
     /// image, commit. Returns the frame number.
     pub fn publish(&self, writer: &mut camring_shm::Writer) -> Result<u64> {
         let now = camring_shm::clock::now_ns();
-        let seq = writer.next_frame();
         let mut loan = writer.loan();
+        self.fill(&mut loan, now)?;
+        Ok(loan.commit(now, 0)?)
+    }
+
+    /// Copies every camera's source image into the loan (captured at `now`).
+    pub fn fill(&self, loan: &mut camring_shm::SlotLoan<'_>, now: u64) -> Result<()> {
+        let seq = loan.frame();
         for (cam, src) in self.sources.iter().enumerate() {
             loan.push_camera(self.entry(cam, now, seq), src.len())?
                 .copy_from_slice(src);
         }
-        Ok(loan.commit(now, 0)?)
+        Ok(())
     }
 }
