@@ -484,7 +484,14 @@ impl Reader {
         let mut hbytes = [0u8; size_of::<SlotHeader>()];
         let mut cbytes = [0u8; MAX_CAMERAS * size_of::<CameraEntry>()];
         self.seg.copy_out(slot_off + SLOT_OFF_HEADER, &mut hbytes);
-        self.seg.copy_out(slot_off + SLOT_OFF_CAMERAS, &mut cbytes);
+        // Only the entries the ring's layout allows and the header claims (a larger claim
+        // fails validation below anyway); the rest stay zero.
+        let claimed = SlotHeader::ref_from_bytes(&hbytes)
+            .expect("sizes match")
+            .camera_count;
+        let count = claimed.min(sb.camera_count).min(MAX_CAMERAS as u32) as usize;
+        let used = &mut cbytes[..count * size_of::<CameraEntry>()];
+        self.seg.copy_out(slot_off + SLOT_OFF_CAMERAS, used);
         if !seqlock::read_validate(seq, begin) {
             return Err(if seq.load(Ordering::Relaxed) > want {
                 ReadError::Lapped
