@@ -20,22 +20,22 @@ fn u(v: &serde_json::Value, k: &str) -> u64 {
 fn several_readers_verify_every_frame() {
     let ring = ring_name("multi");
     let _g = RingGuard(ring.clone());
-    let producer = Proc::spawn(&[
-        "produce",
-        "--ring",
+    let producer = produce(
         &ring,
-        "--cameras",
-        "3",
-        "--size",
-        "320x240",
-        "--fps",
-        "60",
-        "--slots",
-        "4",
-        "--duration",
-        "8",
-        "-q",
-    ]);
+        &[
+            "--cameras",
+            "3",
+            "--size",
+            "320x240",
+            "--fps",
+            "60",
+            "--slots",
+            "4",
+            "--duration",
+            "8",
+            "-q",
+        ],
+    );
     assert!(wait_for_frames(&ring, 1, T), "producer did not start");
     let readers: Vec<Proc> = [
         vec!["--mode", "latest"],
@@ -85,22 +85,22 @@ fn every_format_round_trips_between_processes() {
     for format in ["rgb8", "bgr8", "gray8", "yuyv", "nv12", "jpeg"] {
         let ring = ring_name(format);
         let _g = RingGuard(ring.clone());
-        let producer = Proc::spawn(&[
-            "produce",
-            "--ring",
+        let producer = produce(
             &ring,
-            "--cameras",
-            "2",
-            "--size",
-            "320x240",
-            "--fps",
-            "50",
-            "--format",
-            format,
-            "--duration",
-            "4",
-            "-q",
-        ]);
+            &[
+                "--cameras",
+                "2",
+                "--size",
+                "320x240",
+                "--fps",
+                "50",
+                "--format",
+                format,
+                "--duration",
+                "4",
+                "-q",
+            ],
+        );
         assert!(
             wait_for_frames(&ring, 1, T),
             "{format}: producer did not start"
@@ -137,22 +137,22 @@ fn every_format_round_trips_between_processes() {
 fn slow_reader_is_lapped_told_and_recovers() {
     let ring = ring_name("slow");
     let _g = RingGuard(ring.clone());
-    let producer = Proc::spawn(&[
-        "produce",
-        "--ring",
+    let producer = produce(
         &ring,
-        "--cameras",
-        "1",
-        "--size",
-        "64x48",
-        "--fps",
-        "200",
-        "--slots",
-        "4",
-        "--duration",
-        "6",
-        "-q",
-    ]);
+        &[
+            "--cameras",
+            "1",
+            "--size",
+            "64x48",
+            "--fps",
+            "200",
+            "--slots",
+            "4",
+            "--duration",
+            "6",
+            "-q",
+        ],
+    );
     assert!(wait_for_frames(&ring, 1, T));
     // 20 ms per frame against a 5 ms period: it falls behind at once and is lapped again
     // and again, but every frame it accepts is whole.
@@ -209,21 +209,21 @@ fn sigkill_mid_write_then_takeover_readers_resume() {
         // A producer that stalls in the middle of writing a frame: killed there, it leaves
         // the slot marked as being written.
         let stall_after = (20 + round * 7).to_string();
-        let p = Proc::spawn(&[
-            "produce",
-            "--ring",
+        let p = produce(
             &ring,
-            "--cameras",
-            "2",
-            "--size",
-            "160x120",
-            "--fps",
-            "100",
-            "--slots",
-            "4",
-            "--stall-after",
-            &stall_after,
-        ]);
+            &[
+                "--cameras",
+                "2",
+                "--size",
+                "160x120",
+                "--fps",
+                "100",
+                "--slots",
+                "4",
+                "--stall-after",
+                &stall_after,
+            ],
+        );
         let mut stalled = false;
         for _ in 0..500 {
             if ls_field(&ring, "frames")
@@ -261,38 +261,38 @@ fn sigkill_mid_write_then_takeover_readers_resume() {
     }
     // A last producer of the same layout takes over and runs to a clean stop; then one of
     // another layout replaces it.
-    let p = Proc::spawn(&[
-        "produce",
-        "--ring",
+    let p = produce(
         &ring,
-        "--cameras",
-        "2",
-        "--size",
-        "160x120",
-        "--fps",
-        "100",
-        "--slots",
-        "4",
-        "--duration",
-        "1.5",
-    ]);
+        &[
+            "--cameras",
+            "2",
+            "--size",
+            "160x120",
+            "--fps",
+            "100",
+            "--slots",
+            "4",
+            "--duration",
+            "1.5",
+        ],
+    );
     let out = p.finish(T);
     assert!(stderr(&out).contains("took over"), "{}", stderr(&out));
-    let p = Proc::spawn(&[
-        "produce",
-        "--ring",
+    let p = produce(
         &ring,
-        "--cameras",
-        "1",
-        "--size",
-        "96x64",
-        "--fps",
-        "100",
-        "--slots",
-        "4",
-        "--duration",
-        "2",
-    ]);
+        &[
+            "--cameras",
+            "1",
+            "--size",
+            "96x64",
+            "--fps",
+            "100",
+            "--slots",
+            "4",
+            "--duration",
+            "2",
+        ],
+    );
     let out = p.finish(T);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = reader.finish(T);
@@ -318,16 +318,7 @@ fn sigkill_mid_write_then_takeover_readers_resume() {
 fn second_live_producer_is_refused() {
     let ring = ring_name("dup");
     let _g = RingGuard(ring.clone());
-    let first = Proc::spawn(&[
-        "produce",
-        "--ring",
-        &ring,
-        "--cameras",
-        "1",
-        "--size",
-        "64x48",
-        "-q",
-    ]);
+    let first = produce(&ring, &["--cameras", "1", "--size", "64x48", "-q"]);
     assert!(wait_for_frames(&ring, 1, T));
     let out = run(
         &[
@@ -406,25 +397,11 @@ fn errors_are_clear_sentences() {
 
 #[test]
 fn permissions_ls_and_rm() {
-    use std::os::unix::fs::PermissionsExt;
     let ring = ring_name("perm");
     let _g = RingGuard(ring.clone());
-    let p = Proc::spawn(&[
-        "produce",
-        "--ring",
-        &ring,
-        "--cameras",
-        "1",
-        "--size",
-        "64x48",
-        "-q",
-    ]);
+    let p = produce(&ring, &["--cameras", "1", "--size", "64x48", "-q"]);
     assert!(wait_for_frames(&ring, 1, T));
-    let mode = std::fs::metadata(shm_path(&ring))
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = shm_mode(&ring);
     assert_eq!(mode, 0o600, "owner-only by default");
     assert_eq!(ls_field(&ring, "state").unwrap(), "live");
     assert_eq!(ls_field(&ring, "cameras").unwrap(), "1x 64x48 rgb8");
@@ -443,23 +420,12 @@ fn permissions_ls_and_rm() {
 
     let ring = ring_name("group");
     let _g2 = RingGuard(ring.clone());
-    let p = Proc::spawn(&[
-        "produce",
-        "--ring",
+    let p = produce(
         &ring,
-        "--cameras",
-        "1",
-        "--size",
-        "64x48",
-        "--group",
-        "-q",
-    ]);
+        &["--cameras", "1", "--size", "64x48", "--group", "-q"],
+    );
     assert!(wait_for_frames(&ring, 1, T));
-    let mode = std::fs::metadata(shm_path(&ring))
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = shm_mode(&ring);
     assert_eq!(mode, 0o660, "--group shares with the group");
     p.signal(Signal::TERM);
     assert!(p.finish(T).status.success());

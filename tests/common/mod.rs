@@ -24,6 +24,23 @@ pub fn shm_path(ring: &str) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/dev/shm/camring-{ring}"))
 }
 
+/// Permission bits of the ring's segment.
+pub fn shm_mode(ring: &str) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(shm_path(ring))
+        .expect("ring exists")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Starts `camring produce --ring RING EXTRA...` (a synthetic producer).
+pub fn produce(ring: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["produce", "--ring", ring];
+    args.extend_from_slice(extra);
+    Proc::spawn(&args)
+}
+
 /// Removes the ring's segment when dropped, whatever the test did.
 pub struct RingGuard(pub String);
 
