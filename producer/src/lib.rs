@@ -9,6 +9,8 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod frame;
+pub mod source;
 pub mod synthetic;
 
 pub use clock::FrameClock;
