@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building camring needs beyond Rust: cmake and nasm, with which the
-# turbojpeg crate builds libjpeg-turbo 3 from source (Debian's libturbojpeg is too old).
+# turbojpeg crate builds libjpeg-turbo 3 from source (Debian's libturbojpeg is too old),
+# and libclang, which bindgen loads to generate nokhwa's V4L2 bindings (feature `camera`).
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -8,6 +9,8 @@ need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v nasm >/dev/null 2>&1 || need+=(nasm)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
+[ -n "${LIBCLANG_PATH:-}" ] || compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null ||
+  need+=(libclang-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "camring setup: installing ${need[*]} (apt-get)" >&2
