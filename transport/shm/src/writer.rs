@@ -495,6 +495,82 @@ impl SlotLoan<'_> {
         Ok(used)
     }
 
+    /// Appends several cameras at once, each with room for up to its `max_len` bytes, and
+    /// hands all their buffers to `fill` together, so they can be filled in parallel (one
+    /// encoder per camera). `fill` returns, per camera, how many bytes it used, or `None`
+    /// to leave that camera without an image (it is then flagged missing, length 0).
+    /// Returns how many bytes each camera used.
+    pub fn push_cameras_with<E: From<WriteError>>(
+        &mut self,
+        cameras: &[(CameraEntry, usize)],
+        fill: impl FnOnce(&mut [&mut [u8]]) -> Result<Vec<Option<usize>>, E>,
+    ) -> Result<Vec<usize>, E> {
+        let first = self.count;
+        let start = self.used.next_multiple_of(PAYLOAD_ALIGN);
+        let used_before = self.used;
+        let mut ranges = Vec::with_capacity(cameras.len());
+        for &(entry, max_len) in cameras {
+            match self.reserve(entry, max_len as u64) {
+                Ok(range) => {
+                    ranges.push(range);
+                    self.count += 1;
+                }
+                Err(e) => {
+                    // Nothing of this batch is kept: the loan is as it was.
+                    self.count = first;
+                    self.used = used_before;
+                    return Err(e.into());
+                }
+            }
+        }
+        // One mutable view over everything reserved, split into disjoint camera buffers.
+        let base = SLOT_HEADER_SIZE as usize + start as usize;
+        let end = SLOT_HEADER_SIZE as usize + self.used as usize;
+        let area = self.payload_mut(base, end - base);
+        let mut bufs: Vec<&mut [u8]> = Vec::with_capacity(ranges.len());
+        let mut rest = area;
+        let mut at = base;
+        for &(offset, len) in &ranges {
+            let (_gap, tail) = rest.split_at_mut(offset - at);
+            let (buf, tail) = tail.split_at_mut(len);
+            bufs.push(buf);
+            rest = tail;
+            at = offset + len;
+        }
+        let used = match fill(&mut bufs) {
+            Ok(used) => used,
+            Err(e) => {
+                self.count = first;
+                self.used = used_before;
+                return Err(e);
+            }
+        };
+        let mut lens = Vec::with_capacity(ranges.len());
+        for (i, &(_, max)) in ranges.iter().enumerate() {
+            let e = &mut self.entries[first + i];
+            match used.get(i).copied().flatten() {
+                Some(n) => {
+                    let n = n.min(max);
+                    e.length = n as u64;
+                    lens.push(n);
+                }
+                None => {
+                    e.length = 0;
+                    e.flags |= layout::CAM_MISSING;
+                    lens.push(0);
+                }
+            }
+        }
+        // Trailing room a camera did not use is given back to the slot.
+        self.used = self.entries[..self.count]
+            .iter()
+            .filter(|e| e.length > 0)
+            .map(|e| e.offset - SLOT_HEADER_SIZE + e.length)
+            .max()
+            .unwrap_or(0);
+        Ok(lens)
+    }
+
     fn reserve(&mut self, mut entry: CameraEntry, len: u64) -> Result<(usize, usize), WriteError> {
         let max = self.writer.seg.sb.camera_count;
         if self.count >= max as usize {

@@ -534,6 +534,88 @@ fn an_abandoned_loan_publishes_nothing_and_its_number_is_reused() {
     assert_eq!(r.stats().torn, 0);
 }
 
+#[test]
+fn cameras_filled_together_in_parallel() {
+    let mut c = Cleanup::new();
+    let name = c.name("batch");
+    let mut w = Writer::create(&name, &config(4)).unwrap();
+    let g = w.generation();
+    let mut r = Reader::open(&name).unwrap();
+    let jpeg = |cam: u32| CameraEntry {
+        camera_id: cam,
+        format: PixelFormat::Jpeg.code(),
+        width: RGB.0,
+        height: RGB.1,
+        ..Default::default()
+    };
+    // Three JPEG-like cameras filled on three threads; the middle one fails.
+    let mut loan = w.loan();
+    let n = loan.frame();
+    let batch = [(jpeg(0), 700), (jpeg(1), 700), (jpeg(2), 700)];
+    let lens = loan
+        .push_cameras_with::<WriteError>(&batch, |bufs| {
+            assert_eq!(bufs.len(), 3);
+            assert!(bufs.iter().all(|b| b.len() == 700));
+            Ok(thread::scope(|s| {
+                let handles: Vec<_> = bufs
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(cam, buf)| {
+                        s.spawn(move || {
+                            if cam == 1 {
+                                return None;
+                            }
+                            let len = 100 + cam * 50;
+                            for (i, b) in buf[..len].iter_mut().enumerate() {
+                                *b = pattern(n, cam, i);
+                            }
+                            Some(len)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            }))
+        })
+        .unwrap();
+    assert_eq!(lens, [100, 0, 200]);
+    loan.commit(1, 0).unwrap();
+    let mut f = OwnedFrame::default();
+    assert!(r.read_copy(ReadMode::Next, &mut f).unwrap());
+    assert_eq!((f.header.frame, f.header.generation), (n, g));
+    let cams = f.cameras.clone();
+    assert_eq!(cams.len(), 3);
+    assert!(cams[1].is_missing() && cams[1].length == 0);
+    for cam in [0usize, 2] {
+        let p = &f.payloads[cam];
+        assert_eq!(p.len(), 100 + cam * 50);
+        assert!(p.iter().enumerate().all(|(i, &b)| b == pattern(n, cam, i)));
+    }
+    // Room a camera did not use is given back: the slot ends after camera 2's bytes.
+    assert_eq!(
+        f.header.payload_used,
+        cams[2].offset - camring_protocol::layout::SLOT_HEADER_SIZE + 200
+    );
+
+    // A batch that does not fit leaves the loan as it was; so does a failing fill.
+    let mut loan = w.loan();
+    let too_big = [(jpeg(0), 10), (jpeg(1), 1 << 30)];
+    assert!(matches!(
+        loan.push_cameras_with::<WriteError>(&too_big, |_| unreachable!()),
+        Err(WriteError::SlotFull { .. })
+    ));
+    let failed = loan.push_cameras_with::<WriteError>(&[(jpeg(0), 10)], |_| {
+        Err(WriteError::TooManyCameras(0, 0))
+    });
+    assert!(failed.is_err());
+    let before = loan.remaining();
+    loan.push_camera(jpeg(0), 1).unwrap()[0] = 9;
+    assert!(loan.remaining() < before);
+    loan.commit(2, 0).unwrap();
+    assert!(r.read_copy(ReadMode::Next, &mut f).unwrap());
+    assert_eq!(f.cameras.len(), 1);
+    assert_eq!(f.payloads[0], [9]);
+}
+
 // ---------------------------------------------------------------------------------------
 // Threads
 // ---------------------------------------------------------------------------------------
