@@ -160,6 +160,42 @@ impl Decoder {
         Ok((w as u32, h as u32, &self.buf))
     }
 
+    /// The width and height a JPEG's header declares.
+    pub fn dimensions(&mut self, jpeg: &[u8]) -> Result<(u32, u32), JpegError> {
+        let h = self.inner.read_header(jpeg)?;
+        Ok((h.width as u32, h.height as u32))
+    }
+
+    /// Decodes `jpeg` into `out` as tightly packed RGB8, BGR8 or GRAY8, returning
+    /// `(width, height, stride)`. Fails, touching nothing, when the image would not fit
+    /// in `out` or is larger than [`MAX_DECODE_PIXELS`].
+    pub fn decode_into(
+        &mut self,
+        jpeg: &[u8],
+        format: PixelFormat,
+        out: &mut [u8],
+    ) -> Result<(u32, u32, usize), JpegError> {
+        let tf = turbo_format(format).ok_or(JpegError::Unsupported(format))?;
+        let header = self.inner.read_header(jpeg)?;
+        let (w, h) = (header.width, header.height);
+        let stride = w * tf.size();
+        if w.checked_mul(h).is_none_or(|p| p > MAX_DECODE_PIXELS) || stride * h > out.len() {
+            return Err(JpegError::Turbo(turbojpeg::Error::TurboJpegError(format!(
+                "image {w}x{h} does not fit in {} bytes",
+                out.len()
+            ))));
+        }
+        let image = turbojpeg::Image {
+            pixels: &mut out[..stride * h],
+            width: w,
+            pitch: stride,
+            height: h,
+            format: tf,
+        };
+        self.inner.decompress(jpeg, image)?;
+        Ok((w as u32, h as u32, stride))
+    }
+
     /// Decodes a JPEG of the synthetic pattern and checks that it is camera `camera`'s
     /// frame `frame` and is `width` × `height`.
     pub fn verify_pattern(
@@ -242,5 +278,41 @@ mod tests {
         assert!(dec.verify_pattern(&mixed, w, h, 0, 1).is_err());
         assert!(dec.verify_pattern(&a[..a.len() / 2], w, h, 0, 1).is_err());
         assert!(dec.verify_pattern(b"not a jpeg", w, h, 0, 1).is_err());
+    }
+
+    #[test]
+    fn decodes_into_a_caller_buffer_in_each_raw_format() {
+        let (w, h) = (96, 64);
+        let jpeg = Encoder::new(90)
+            .unwrap()
+            .encode(
+                &pattern_rgb(w, h, 3, 77),
+                PixelFormat::Rgb8,
+                w,
+                h,
+                w as usize * 3,
+            )
+            .unwrap();
+        let mut dec = Decoder::new().unwrap();
+        assert_eq!(dec.dimensions(&jpeg).unwrap(), (w, h));
+        for (format, bpp) in [
+            (PixelFormat::Rgb8, 3),
+            (PixelFormat::Bgr8, 3),
+            (PixelFormat::Gray8, 1),
+        ] {
+            let mut out = vec![0u8; (w * h) as usize * bpp];
+            let got = dec.decode_into(&jpeg, format, &mut out).unwrap();
+            assert_eq!(got, (w, h, w as usize * bpp));
+            if format == PixelFormat::Rgb8 {
+                pattern::verify_decoded_rgb(&out, w, h, 3, 77, MAX_PATTERN_ERROR).unwrap();
+            }
+            // One byte short: refused, not truncated.
+            let mut small = vec![0u8; out.len() - 1];
+            assert!(dec.decode_into(&jpeg, format, &mut small).is_err());
+        }
+        assert!(matches!(
+            dec.decode_into(&jpeg, PixelFormat::Yuyv, &mut [0u8; 100000]),
+            Err(JpegError::Unsupported(PixelFormat::Yuyv))
+        ));
     }
 }
