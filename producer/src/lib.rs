@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub mod frame;
+pub mod mjpeg;
 pub mod source;
 pub mod synthetic;
 
