@@ -8,6 +8,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "camera")]
+pub mod camera;
+pub mod camera_modes;
 pub mod clock;
 pub mod frame;
 pub mod mjpeg;
