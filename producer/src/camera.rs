@@ -11,6 +11,7 @@
 //! A capture thread stuck on a silent device is left behind when its source gives up; it
 //! ends at the device's next frame or error.
 
+use std::borrow::Cow;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -108,8 +109,17 @@ fn query() -> Result<Vec<(u32, String, String)>, SourceError> {
 fn open_any(index: u32) -> Result<(Camera, Vec<CameraMode>), SourceError> {
     let request = RequestedFormat::with_formats(RequestedFormatType::None, &ALL_FRAME_FORMATS);
     let mut camera =
-        Camera::with_backend(CameraIndex::Index(index), request, ApiBackend::Video4Linux)
-            .map_err(|e| camera_error(format_args!("opening /dev/video{index}"), e))?;
+        Camera::with_backend(CameraIndex::Index(index), request, ApiBackend::Video4Linux).map_err(
+            |e| match e {
+                // nokhwa's word for a device that lists no capture format.
+                NokhwaError::GetPropertyError { property, .. } if property == "CameraFormat" => {
+                    SourceError::Camera(format!(
+                        "/dev/video{index} offers no capture format (a metadata node?)"
+                    ))
+                }
+                e => camera_error(format_args!("opening /dev/video{index}"), e),
+            },
+        )?;
     let modes = camera
         .compatible_camera_formats()
         .map_err(|e| camera_error(format_args!("reading the modes of /dev/video{index}"), e))?
@@ -139,6 +149,42 @@ pub fn list_cameras() -> Result<Vec<CameraInfo>, SourceError> {
         })
         .collect())
 }
+
+/// Where the capture thread's frames come from: the nokhwa camera, or a fake in tests.
+trait Grabber {
+    /// Blocks until the next frame and returns the driver's buffer holding it.
+    fn grab(&mut self) -> Result<Cow<'_, [u8]>, SourceError>;
+}
+
+impl Grabber for Camera {
+    fn grab(&mut self) -> Result<Cow<'_, [u8]>, SourceError> {
+        self.frame_raw()
+            .map_err(|e| camera_error("capturing a frame", e))
+    }
+}
+
+/// An open, streaming device.
+struct Opened {
+    grabber: Box<dyn Grabber>,
+    /// The device, for logs.
+    device: String,
+    mode: CameraMode,
+}
+
+/// Opens the device on the capture thread.
+type Opener = Box<dyn FnOnce() -> Result<Opened, SourceError> + Send>;
+
+/// How long a camera may be silent.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    first_frame: Duration,
+    stall: Duration,
+}
+
+const TIMEOUTS: Timeouts = Timeouts {
+    first_frame: FIRST_FRAME_TIMEOUT,
+    stall: STALL_TIMEOUT,
+};
 
 /// What the capture thread reports to the source thread.
 enum Msg {
@@ -175,6 +221,29 @@ impl CameraSource {
 
 impl Source for CameraSource {
     fn run(&mut self, feed: &Feed, stop: &Stop) -> Result<(), SourceError> {
+        let spec = self.spec.clone();
+        let group_fps = self.group_fps;
+        let opener: Opener = Box::new(move || {
+            let (camera, device, mode) = open(&spec, group_fps)?;
+            Ok(Opened {
+                grabber: Box::new(camera),
+                device,
+                mode,
+            })
+        });
+        self.run_with(feed, stop, opener, TIMEOUTS)
+    }
+}
+
+impl CameraSource {
+    /// [`Source::run`] with the device opened by `opener`.
+    fn run_with(
+        &mut self,
+        feed: &Feed,
+        stop: &Stop,
+        opener: Opener,
+        timeouts: Timeouts,
+    ) -> Result<(), SourceError> {
         let (tx, rx) = mpsc::sync_channel(1);
         let (buf_tx, buf_rx) = mpsc::channel();
         // Two buffers ahead: one being filled while the last one is published.
@@ -182,15 +251,13 @@ impl Source for CameraSource {
             let _ = buf_tx.send(feed.buffer(0));
         }
         let (done_tx, done_rx) = mpsc::channel::<()>();
-        let spec = self.spec.clone();
-        let group_fps = self.group_fps;
         std::thread::Builder::new()
             .name(format!("cap-{}", feed.name()))
             .spawn(move || {
                 // Dropped last, after the camera: tells the source thread the device is
                 // closed.
                 let _done = done_tx;
-                if let Err(e) = capture(&spec, group_fps, &tx, &buf_rx) {
+                if let Err(e) = capture(opener, &tx, &buf_rx) {
                     let _ = tx.send(Msg::Failed(e));
                 }
             })
@@ -239,13 +306,10 @@ impl Source for CameraSource {
                 }
                 Ok(Msg::Failed(e)) => break Err(e),
                 Err(RecvTimeoutError::Disconnected) => {
-                    break Err(SourceError::Camera(format!(
-                        "{}: the capture thread ended",
-                        self.spec.device
-                    )))
+                    break Err(SourceError::Camera("the capture thread panicked".into()))
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Some(e) = stalled(&self.spec.device, mode, started, last_frame) {
+                    if let Some(e) = stalled(timeouts, mode, started, last_frame) {
                         break Err(e);
                     }
                 }
@@ -266,25 +330,27 @@ impl Source for CameraSource {
 
 /// The failure to report when the camera has been silent too long, if it has.
 fn stalled(
-    device: &str,
+    timeouts: Timeouts,
     mode: Option<CameraMode>,
     started: Instant,
     last_frame: Option<Instant>,
 ) -> Option<SourceError> {
     match (mode, last_frame) {
         (Some(m), Some(last)) => {
-            let limit = STALL_TIMEOUT.max(Duration::from_secs_f64(20.0 / f64::from(m.fps.max(1))));
+            let limit = timeouts
+                .stall
+                .max(Duration::from_secs_f64(20.0 / f64::from(m.fps.max(1))));
             (last.elapsed() > limit).then(|| {
                 SourceError::Camera(format!(
-                    "{device}: no frame for {:.1} s",
+                    "no frame for {:.1} s",
                     last.elapsed().as_secs_f64()
                 ))
             })
         }
-        _ => (started.elapsed() > FIRST_FRAME_TIMEOUT).then(|| {
+        _ => (started.elapsed() > timeouts.first_frame).then(|| {
             SourceError::Camera(format!(
-                "{device}: no frame {} s after opening",
-                FIRST_FRAME_TIMEOUT.as_secs()
+                "no frame {:.1} s after opening",
+                timeouts.first_frame.as_secs_f64()
             ))
         }),
     }
@@ -293,20 +359,21 @@ fn stalled(
 /// The capture thread: opens the camera and copies each frame into a buffer from
 /// `buffers`, until the source thread hangs up (`Ok`) or the device fails.
 fn capture(
-    spec: &CameraSpec,
-    group_fps: f64,
+    opener: Opener,
     tx: &SyncSender<Msg>,
     buffers: &Receiver<Buffer>,
 ) -> Result<(), SourceError> {
-    let (mut camera, device, mode) = open(spec, group_fps)?;
+    let Opened {
+        mut grabber,
+        device,
+        mode,
+    } = opener()?;
     if tx.send(Msg::Opened { device, mode }).is_err() {
         return Ok(());
     }
     let raw_len = raw_frame_len(mode.format, mode.width, mode.height).map(|r| r.1);
     loop {
-        let data = camera
-            .frame_raw()
-            .map_err(|e| camera_error(&spec.device, e))?;
+        let data = grabber.grab()?;
         let capture_ns = now_ns();
         // The driver hands out its whole buffer: cut it to the frame. An MJPEG frame must
         // be whole and of the mode's size.
@@ -378,7 +445,10 @@ fn open(spec: &CameraSpec, group_fps: f64) -> Result<(Camera, String, CameraMode
                     e,
                     OpenError::Mode(ModeError::Format { .. } | ModeError::Size { .. })
                 );
-                errors.push(format!("{device}: {e}"));
+                errors.push(match e {
+                    OpenError::Device(e) => e.to_string(),
+                    OpenError::Mode(e) => format!("{device}: {e}"),
+                });
             }
         }
     }
@@ -425,7 +495,211 @@ fn open_index(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+
+    /// What a fake device does on each grab.
+    enum Step {
+        /// Delivers a driver buffer.
+        Frame(Vec<u8>),
+        /// Fails.
+        Fail(&'static str),
+        /// Blocks (as a silent camera does) for this long.
+        Block(Duration),
+    }
+
+    struct Fake {
+        steps: std::vec::IntoIter<Step>,
+        current: Vec<u8>,
+    }
+
+    impl Grabber for Fake {
+        fn grab(&mut self) -> Result<Cow<'_, [u8]>, SourceError> {
+            loop {
+                match self.steps.next() {
+                    Some(Step::Frame(data)) => {
+                        self.current = data;
+                        return Ok(Cow::Borrowed(&self.current));
+                    }
+                    Some(Step::Fail(why)) => return Err(SourceError::Camera(why.into())),
+                    Some(Step::Block(d)) => std::thread::sleep(d),
+                    None => std::thread::sleep(Duration::from_secs(3600)),
+                }
+            }
+        }
+    }
+
+    fn fake(mode: CameraMode, steps: Vec<Step>) -> Opener {
+        Box::new(move || {
+            Ok(Opened {
+                grabber: Box::new(Fake {
+                    steps: steps.into_iter(),
+                    current: Vec::new(),
+                }),
+                device: "fake".into(),
+                mode,
+            })
+        })
+    }
+
+    fn source() -> CameraSource {
+        CameraSource::new(
+            CameraSpec {
+                device: "fake".into(),
+                size: None,
+                fps: None,
+                format: None,
+            },
+            30.0,
+        )
+    }
+
+    const QUICK: Timeouts = Timeouts {
+        first_frame: Duration::from_millis(300),
+        stall: Duration::from_millis(300),
+    };
+
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let pixels = vec![128u8; (width * height * 3) as usize];
+        camring_jpeg::Encoder::new(80)
+            .unwrap()
+            .encode(
+                &pixels,
+                PixelFormat::Rgb8,
+                width,
+                height,
+                width as usize * 3,
+            )
+            .unwrap()
+    }
+
+    /// Runs `opener` on a thread until `until` holds for the feed, then stops it and
+    /// returns the feed, the result and how long the stop took.
+    fn run_until(
+        opener: Opener,
+        until: impl Fn(&Feed) -> bool,
+    ) -> (Arc<Feed>, Result<(), SourceError>, Duration) {
+        let feed = Arc::new(Feed::new("cam0"));
+        let stop = Stop::new();
+        let (f, s) = (feed.clone(), stop.clone());
+        let t = std::thread::spawn(move || source().run_with(&f, &s, opener, QUICK));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !until(&feed) && !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let asked = Instant::now();
+        stop.stop();
+        let result = t.join().unwrap();
+        (feed, result, asked.elapsed())
+    }
+
+    #[test]
+    fn mjpeg_passes_through_cut_at_eoi_and_broken_frames_are_counted() {
+        let mode = CameraMode {
+            format: PixelFormat::Jpeg,
+            width: 64,
+            height: 48,
+            fps: 30,
+        };
+        let good = jpeg(64, 48);
+        // The driver buffer: the frame, then the stale tail of a longer frame.
+        let mut padded = jpeg(160, 120);
+        padded[..good.len()].copy_from_slice(&good);
+        let steps = vec![
+            Step::Frame(padded.clone()),
+            Step::Frame(good[..good.len() - 10].to_vec()), // truncated
+            Step::Frame(vec![0; 4096]),                    // no SOI
+            Step::Frame(jpeg(32, 24)),                     // not the mode's size
+            Step::Frame(padded),
+            // Then silent: the stop must not wait for a frame.
+        ];
+        let (feed, result, took) = run_until(fake(mode, steps), |f| f.stats().captured == 2);
+        result.unwrap();
+        // The fake is silent for an hour after its last frame: stop does not wait for it.
+        assert!(took < Duration::from_secs(5), "stop took {took:?}");
+        let s = feed.stats();
+        assert_eq!((s.captured, s.corrupt), (2, 3));
+        let image = feed.latest().unwrap();
+        assert_eq!(image.data(), &good[..]);
+        assert_eq!(
+            (image.format, image.width, image.height, image.stride),
+            (PixelFormat::Jpeg, 64, 48, 0)
+        );
+        assert_eq!(image.sequence, 1);
+        let now = now_ns();
+        assert!(image.capture_ns <= now && now - image.capture_ns < 10_000_000_000);
+    }
+
+    #[test]
+    fn raw_frames_are_cut_to_their_size() {
+        let mode = CameraMode {
+            format: PixelFormat::Yuyv,
+            width: 8,
+            height: 2,
+            fps: 30,
+        };
+        let frame: Vec<u8> = (0..32).collect();
+        let mut buffer = frame.clone();
+        buffer.extend_from_slice(&[0xEE; 4064]); // a page-sized driver buffer
+        let steps = vec![Step::Frame(frame[..31].to_vec()), Step::Frame(buffer)];
+        let (feed, result, _) = run_until(fake(mode, steps), |f| f.stats().captured == 1);
+        result.unwrap();
+        assert_eq!((feed.stats().captured, feed.stats().corrupt), (1, 1));
+        let image = feed.latest().unwrap();
+        assert_eq!(image.data(), &frame[..]);
+        assert_eq!((image.format, image.stride), (PixelFormat::Yuyv, 16));
+    }
+
+    #[test]
+    fn device_errors_and_stalls_end_the_run() {
+        let mode = CameraMode {
+            format: PixelFormat::Gray8,
+            width: 4,
+            height: 4,
+            fps: 30,
+        };
+        let steps = vec![Step::Frame(vec![1; 16]), Step::Fail("unplugged")];
+        let (feed, result, _) = run_until(fake(mode, steps), |_| false);
+        assert_eq!(result.unwrap_err().to_string(), "unplugged");
+        assert_eq!(feed.stats().captured, 1);
+
+        let steps = vec![
+            Step::Frame(vec![1; 16]),
+            Step::Block(Duration::from_secs(60)),
+        ];
+        let (_, result, _) = run_until(fake(mode, steps), |_| false);
+        let e = result.unwrap_err().to_string();
+        assert!(e.starts_with("no frame for"), "{e}");
+
+        let (_, result, _) = run_until(fake(mode, vec![]), |_| false);
+        let e = result.unwrap_err().to_string();
+        assert!(e.starts_with("no frame 0.3 s after opening"), "{e}");
+
+        let failing: Opener = Box::new(|| Err(SourceError::Camera("busy".into())));
+        let (_, result, _) = run_until(failing, |_| false);
+        assert_eq!(result.unwrap_err().to_string(), "busy");
+    }
+
+    #[test]
+    fn sequence_continues_across_runs() {
+        let mode = CameraMode {
+            format: PixelFormat::Gray8,
+            width: 4,
+            height: 4,
+            fps: 30,
+        };
+        let feed = Feed::new("cam0");
+        let stop = Stop::new();
+        let mut src = source();
+        for _ in 0..2 {
+            let steps = vec![Step::Frame(vec![1; 16]), Step::Fail("gone")];
+            assert!(src
+                .run_with(&feed, &stop, fake(mode, steps), QUICK)
+                .is_err());
+        }
+        assert_eq!(feed.latest().unwrap().sequence, 1);
+    }
 
     fn no_cameras_here() -> bool {
         !std::path::Path::new("/dev/video0").exists()
