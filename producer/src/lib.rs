@@ -13,6 +13,7 @@ pub mod camera;
 pub mod camera_modes;
 pub mod clock;
 pub mod frame;
+pub mod http;
 pub mod mjpeg;
 pub mod source;
 pub mod synthetic;
