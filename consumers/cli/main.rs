@@ -1,9 +1,10 @@
-//! `camring`: run a synthetic producer, read a ring, list and remove rings.
+//! `camring`: run a producer, read a ring, list cameras, list and remove rings.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cameras;
 mod demo;
 mod ls;
 mod produce;
@@ -21,8 +22,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a synthetic multi-camera producer writing into a ring.
+    /// Run a camera group (synthetic, V4L2 or MJPEG-over-HTTP sources) writing into rings.
     Produce(produce::ProduceArgs),
+    /// List camera devices and their modes (needs the `camera` feature).
+    Cameras(cameras::CamerasArgs),
     /// Attach to a ring and read frames, with live stats.
     Read(read::ReadArgs),
     /// List rings: layout, producer alive or dead, readers.
@@ -35,8 +38,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Warnings from the libraries (a source failing, an image dropped) on stderr;
+    // RUST_LOG overrides (e.g. RUST_LOG=camring_producer=debug).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let result = match cli.command {
         Command::Produce(a) => produce::run(a),
+        Command::Cameras(a) => cameras::run(a),
         Command::Read(a) => read::run(a),
         Command::Ls(a) => ls::run_ls(a),
         Command::Rm(a) => ls::run_rm(a),

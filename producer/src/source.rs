@@ -57,6 +57,7 @@ pub fn spawn(mut source: Box<dyn Source>, feed: Arc<Feed>, stop: Stop) -> JoinHa
         .name(name)
         .spawn(move || {
             let mut backoff = BACKOFF_MIN;
+            let mut last_error: Option<String> = None;
             while !stop.is_stopped() {
                 feed.set_state(SourceState::Starting);
                 let started = Instant::now();
@@ -69,7 +70,14 @@ pub fn spawn(mut source: Box<dyn Source>, feed: Arc<Feed>, stop: Stop) -> JoinHa
                     Ok(()) => "source ended".to_owned(),
                     Err(e) => e.to_string(),
                 };
-                tracing::warn!(camera = feed.name(), error = %err, "source failed");
+                // The first failure and any change of reason are worth a warning; the
+                // same failure again on every retry is not.
+                if last_error.as_deref() != Some(err.as_str()) {
+                    tracing::warn!(camera = feed.name(), error = %err, "source failed; retrying with backoff");
+                } else {
+                    tracing::debug!(camera = feed.name(), error = %err, "source failed again");
+                }
+                last_error = Some(err.clone());
                 feed.set_state(SourceState::Down(err));
                 if fatal {
                     return;

@@ -498,7 +498,8 @@ impl SlotLoan<'_> {
     /// Appends several cameras at once, each with room for up to its `max_len` bytes, and
     /// hands all their buffers to `fill` together, so they can be filled in parallel (one
     /// encoder per camera). `fill` returns, per camera, how many bytes it used, or `None`
-    /// to leave that camera without an image (it is then flagged missing, length 0).
+    /// to leave that camera without an image (it is then flagged missing instead of
+    /// repeated, length 0).
     /// Returns how many bytes each camera used.
     pub fn push_cameras_with<E: From<WriteError>>(
         &mut self,
@@ -556,7 +557,7 @@ impl SlotLoan<'_> {
                 }
                 None => {
                     e.length = 0;
-                    e.flags |= layout::CAM_MISSING;
+                    e.flags = (e.flags & !layout::CAM_REPEATED) | layout::CAM_MISSING;
                     lens.push(0);
                 }
             }
