@@ -131,12 +131,24 @@ fn camera(i: usize, c: &FileCamera) -> Result<CameraConfig, ConfigError> {
         .source
         .parse()
         .map_err(|e| ConfigError(format!("{}: {e}", field("source"))))?;
-    let only = |name: &str, kind: &str| {
-        Err(ConfigError(format!(
+    // Fields that belong to one kind of source only, refused on the others.
+    let synthetic_only = [
+        ("jitter_ms", c.jitter_ms.is_some()),
+        ("stall", c.stall.is_some()),
+        ("die", c.die.is_some()),
+    ];
+    let http_only = [
+        ("size", c.size.is_some()),
+        ("max_kib", c.max_kib.is_some()),
+        ("timeout_ms", c.timeout_ms.is_some()),
+    ];
+    let refuse = |fields: &[(&str, bool)], kind: &str| match fields.iter().find(|f| f.1) {
+        Some((name, _)) => Err(ConfigError(format!(
             "{}: applies to {kind} sources only, not {}",
             field(name),
             c.source
-        )))
+        ))),
+        None => Ok(()),
     };
     let format = c
         .format
@@ -166,36 +178,12 @@ fn camera(i: usize, c: &FileCamera) -> Result<CameraConfig, ConfigError> {
             if let Some(v) = c.die {
                 s.die = Some(seconds_pair(&field("die"), v)?);
             }
-            for (name, set) in [
-                ("size", c.size.is_some()),
-                ("max_kib", c.max_kib.is_some()),
-                ("timeout_ms", c.timeout_ms.is_some()),
-            ] {
-                if set {
-                    return only(name, "http");
-                }
-            }
+            refuse(&http_only, "http")?;
         }
         SourceSpec::Camera(cam) => {
             cam.format = format;
-            for (name, set) in [
-                ("jitter_ms", c.jitter_ms.is_some()),
-                ("stall", c.stall.is_some()),
-                ("die", c.die.is_some()),
-            ] {
-                if set {
-                    return only(name, "synthetic");
-                }
-            }
-            for (name, set) in [
-                ("size", c.size.is_some()),
-                ("max_kib", c.max_kib.is_some()),
-                ("timeout_ms", c.timeout_ms.is_some()),
-            ] {
-                if set {
-                    return only(name, "http");
-                }
-            }
+            refuse(&synthetic_only, "synthetic")?;
+            refuse(&http_only, "http")?;
         }
         SourceSpec::Http(h) => {
             if format.is_some_and(|f| f != PixelFormat::Jpeg) {
@@ -204,15 +192,7 @@ fn camera(i: usize, c: &FileCamera) -> Result<CameraConfig, ConfigError> {
                     field("format")
                 )));
             }
-            for (name, set) in [
-                ("jitter_ms", c.jitter_ms.is_some()),
-                ("stall", c.stall.is_some()),
-                ("die", c.die.is_some()),
-            ] {
-                if set {
-                    return only(name, "synthetic");
-                }
-            }
+            refuse(&synthetic_only, "synthetic")?;
             if let Some(s) = &c.size {
                 h.size = Some(
                     parse_size(s).map_err(|e| ConfigError(format!("{}: {e}", field("size"))))?,
