@@ -402,9 +402,33 @@ fn capture(
     }
 }
 
+/// The mode [`CameraSource`] would capture `spec` in, read from the device without
+/// streaming: for laying out a ring before the camera starts. Errors as the source's.
+///
+/// Pinning the spec to the result (its size, rate and format) makes the source choose
+/// exactly this mode later.
+pub fn probe(spec: &CameraSpec, group_fps: f64) -> Result<CameraMode, SourceError> {
+    with_device(spec, |index| {
+        let (_camera, modes) = open_any(index)?;
+        Ok(choose_mode(&modes, spec, group_fps)?)
+    })
+    .map(|(mode, _)| mode)
+}
+
 /// Finds the device for `spec`, opens it in the chosen mode and starts streaming.
 /// Returns the camera, a description of the device and the mode.
 fn open(spec: &CameraSpec, group_fps: f64) -> Result<(Camera, String, CameraMode), SourceError> {
+    with_device(spec, |index| open_index(index, spec, group_fps))
+        .map(|((camera, mode), device)| (camera, device, mode))
+}
+
+/// Runs `f` on the device `spec` names, by index or by name; with several devices
+/// matching the name, on each in turn until it succeeds. Returns its result and the
+/// device's description.
+fn with_device<T>(
+    spec: &CameraSpec,
+    f: impl Fn(u32) -> Result<T, OpenError>,
+) -> Result<(T, String), SourceError> {
     let candidates: Vec<(u32, String)> = match spec.device.parse::<u32>() {
         Ok(index) => vec![(index, format!("/dev/video{index}"))],
         Err(_) => {
@@ -438,8 +462,8 @@ fn open(spec: &CameraSpec, group_fps: f64) -> Result<(Camera, String, CameraMode
     let mut errors = Vec::new();
     let mut all_mode_errors = true;
     for (index, device) in candidates {
-        match open_index(index, spec, group_fps) {
-            Ok((camera, mode)) => return Ok((camera, device, mode)),
+        match f(index) {
+            Ok(t) => return Ok((t, device)),
             Err(e) => {
                 all_mode_errors &= matches!(
                     e,
@@ -721,6 +745,13 @@ mod tests {
             return;
         }
         assert!(list_cameras().unwrap().is_empty());
+        let spec = CameraSpec {
+            device: "0".into(),
+            size: None,
+            fps: None,
+            format: None,
+        };
+        assert!(matches!(probe(&spec, 30.0), Err(SourceError::Camera(_))));
         let feed = Feed::new("cam0");
         let stop = Stop::new();
         for (device, why) in [("0", "/dev/video0"), ("Webcam", "no camera named like")] {
