@@ -193,6 +193,26 @@ impl GroupConfig {
         })
     }
 
+    /// Asks each camera device without a size for the mode it will stream in, so its
+    /// ring room fits what it delivers.
+    #[cfg(feature = "camera")]
+    fn probe_cameras(&mut self) -> Result<(), GroupError> {
+        let fps = self.fps;
+        for (i, cam) in self.cameras.iter_mut().enumerate() {
+            if let SourceSpec::Camera(c) = &mut cam.source {
+                if c.size.is_none() {
+                    let mode = crate::camera::probe(c, fps).map_err(|e| {
+                        GroupError::Config(format!("camera[{i}] (camera:{}): {e}", c.device))
+                    })?;
+                    c.size = Some((mode.width, mode.height));
+                    c.fps = Some(f64::from(mode.fps));
+                    c.format = Some(mode.format);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn source(&self, i: usize, epoch: Instant) -> Result<Box<dyn Source>, GroupError> {
         let cam = &self.cameras[i];
         match &cam.source {
@@ -264,8 +284,10 @@ pub const FIRST_IMAGE_WAIT: Duration = Duration::from_secs(1);
 
 impl Group {
     /// Checks the configuration, creates the rings and starts every source.
-    pub fn start(config: GroupConfig) -> Result<Group, GroupError> {
+    pub fn start(mut config: GroupConfig) -> Result<Group, GroupError> {
         config.check()?;
+        #[cfg(feature = "camera")]
+        config.probe_cameras()?;
         let n = config.cameras.len();
         let epoch = Instant::now();
         let mut sources = Vec::with_capacity(n);
