@@ -10,5 +10,6 @@
 pub mod format;
 pub mod layout;
 pub mod pattern;
+pub mod wire;
 
 pub use format::PixelFormat;
