@@ -284,10 +284,14 @@ pub const FIRST_IMAGE_WAIT: Duration = Duration::from_secs(1);
 
 impl Group {
     /// Checks the configuration, creates the rings and starts every source.
-    pub fn start(mut config: GroupConfig) -> Result<Group, GroupError> {
+    pub fn start(config: GroupConfig) -> Result<Group, GroupError> {
         config.check()?;
         #[cfg(feature = "camera")]
-        config.probe_cameras()?;
+        let config = {
+            let mut config = config;
+            config.probe_cameras()?;
+            config
+        };
         let n = config.cameras.len();
         let epoch = Instant::now();
         let mut sources = Vec::with_capacity(n);
