@@ -3,8 +3,9 @@
 //! parallel with rayon, straight into the slot), against turbojpeg called directly on the
 //! same images (`camring_jpeg::Encoder::encode_into` into preallocated buffers).
 //!
-//! Variants, interleaved iteration by iteration with the order rotated every iteration
-//! and round, so that noise on a shared machine hits all of them alike:
+//! Variants, interleaved multi-frame by multi-frame in a fresh random order each time, so
+//! that noise on a shared machine, and the state the previous variant left the two cores
+//! in, hit all of them alike:
 //!
 //! * `producer`: `RingOutput::write` of a `MultiFrame` whose 4 picks are fresh images, into
 //!   a 4-slot JPEG ring in /dev/shm (pre-faulted), published (no reader attached).
@@ -16,9 +17,12 @@
 //! * `rayon direct`: the same encodes as a rayon `par_iter` on the global pool (encoders
 //!   from a shared pool, heap buffers): the producer without the ring, to tell what the
 //!   ring and the slot cost from what handing the work to rayon costs.
+//! * `direct, 2 pinned threads`: two helper threads pinned to CPUs 0 and 1 (the calling
+//!   thread only waits), to show what the scheduler's placement of woken threads costs.
 //!
-//! Then, for the producer and the 2-thread direct variant, multi-frames at a camera's
-//! pace (one every 33 ms, the CPUs idle in between), as a running group writes them.
+//! Then, for the producer and the two 2-thread direct variants, multi-frames at a
+//! camera's pace (one every 33 ms, the CPUs idle in between), as a running group writes
+//! them.
 //!
 //! Sizes 4 × 1280×720 and 4 × 1920×1080. The ratio producer / direct is a throughput
 //! ratio (direct time / producer time), per round and over the run; the goal is ≥ 0.9.
@@ -66,18 +70,22 @@ struct Params {
     gap: Duration,
 }
 
-const VARIANTS: [&str; 4] = [
+const VARIANTS: [&str; 5] = [
     "producer",
     "direct, 2 threads",
     "direct, 1 thread",
     "rayon direct",
+    "direct, 2 pinned threads",
 ];
-const LABELS: [&str; 4] = [
+const LABELS: [&str; 5] = [
     "producer: RingOutput::write (rayon, into the slot)",
     "turbojpeg direct, 2 threads",
     "turbojpeg direct, 1 thread",
     "rayon par_iter, turbojpeg into heap buffers",
+    "turbojpeg direct, 2 threads pinned to CPUs 0 and 1",
 ];
+/// The variants also run at a camera's pace.
+const PACED: [usize; 3] = [0, 1, 4];
 
 fn main() -> Result<()> {
     let full = common::full_run();
@@ -174,7 +182,8 @@ struct Helper {
 }
 
 impl Helper {
-    fn start(w: u32, h: u32, count: usize) -> Result<Helper> {
+    /// A helper with buffers for `count` images, pinned to CPU `pin` if given.
+    fn start(w: u32, h: u32, count: usize, pin: Option<usize>) -> Result<Helper> {
         let (jobs, job_rx) = channel::<Vec<Arc<Image>>>();
         let (done_tx, done) = channel();
         let mut enc = Encoder::new(QUALITY)?;
@@ -182,6 +191,13 @@ impl Helper {
         let thread = std::thread::Builder::new()
             .name("direct-helper".into())
             .spawn(move || {
+                if let Some(cpu) = pin {
+                    let mut set = rustix::thread::CpuSet::new();
+                    set.set(cpu);
+                    if let Err(e) = rustix::thread::sched_setaffinity(None, &set) {
+                        eprintln!("encode bench: cannot pin a helper to CPU {cpu}: {e}");
+                    }
+                }
                 for job in job_rx {
                     let r = job
                         .iter()
@@ -227,6 +243,8 @@ struct Bench {
     images: Vec<Arc<Image>>,
     frame: MultiFrame,
     helper: Helper,
+    /// Two helpers pinned to CPUs 0 and 1 (the calling thread only waits).
+    pinned: [Helper; 2],
     enc: Encoder,
     /// The calling thread's output buffers, one per camera.
     bufs: Vec<Vec<u8>>,
@@ -261,7 +279,11 @@ impl Bench {
         Ok(Bench {
             out,
             frame,
-            helper: Helper::start(w, h, CAMERAS / 2)?,
+            helper: Helper::start(w, h, CAMERAS / 2, None)?,
+            pinned: [
+                Helper::start(w, h, CAMERAS / 2, Some(0))?,
+                Helper::start(w, h, CAMERAS / 2, Some(1))?,
+            ],
             enc: Encoder::new(QUALITY)?,
             bufs: (0..CAMERAS).map(|_| out_buffer(w, h)).collect(),
             rbufs: (0..CAMERAS).map(|_| out_buffer(w, h)).collect(),
@@ -290,6 +312,13 @@ impl Bench {
                 for (image, buf) in self.images.iter().zip(&mut self.bufs) {
                     encode(&mut self.enc, image, buf)?;
                 }
+            }
+            4 => {
+                let half = CAMERAS / 2;
+                self.pinned[0].send(self.images[..half].to_vec())?;
+                self.pinned[1].send(self.images[half..].to_vec())?;
+                self.pinned[0].wait()?;
+                self.pinned[1].wait()?;
             }
             _ => {
                 let pool = &self.pool;
@@ -350,6 +379,25 @@ impl Bench {
     }
 }
 
+/// A fixed-seed xorshift generator for the order of the variants.
+struct Order(u64);
+
+impl Order {
+    /// The variants `0..n` in a fresh random order. A plain rotation would make every
+    /// variant always follow the same other one, and what ran before (one core left
+    /// idle, or both busy) changes how fast the next multi-frame starts on both cores.
+    fn shuffled(&mut self, n: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            v.swap(i, (self.0 % (i as u64 + 1)) as usize);
+        }
+        v
+    }
+}
+
 fn run_size(p: &Params, w: u32, h: u32) -> Result<()> {
     let name = common::ring_name("encode");
     let _guard = RingGuard(name.clone());
@@ -363,12 +411,12 @@ fn run_size(p: &Params, w: u32, h: u32) -> Result<()> {
     // Per round: total time of each variant; ratios direct / producer.
     let mut ratio_2t = Vec::new();
     let mut ratio_1t = Vec::new();
+    let mut order = Order(0x9e37_79b9_7f4a_7c15);
     for round in 0..p.warmup_rounds + p.rounds {
         common::check_interrupt()?;
         let mut total = [0u64; VARIANTS.len()];
-        for i in 0..p.per_round {
-            for k in 0..n {
-                let v = (k + i + round) % n;
+        for _ in 0..p.per_round {
+            for v in order.shuffled(n) {
                 let c0 = common::process_cpu_ns();
                 let ns = bench.once(v)?;
                 let c1 = common::process_cpu_ns();
@@ -386,14 +434,14 @@ fn run_size(p: &Params, w: u32, h: u32) -> Result<()> {
         }
     }
     // At a camera's pace: one multi-frame every `gap`, the CPUs idle in between.
-    let mut paced: Vec<Histogram<u64>> = (0..2).map(|_| common::histogram()).collect();
+    let mut paced: Vec<Histogram<u64>> = PACED.iter().map(|_| common::histogram()).collect();
     for i in 0..p.paced {
-        for k in 0..2 {
+        for k in 0..PACED.len() {
             common::check_interrupt()?;
             std::thread::sleep(p.gap);
-            let v = (k + i) % 2;
-            let ns = bench.once(v)?;
-            common::record(&mut paced[v], ns);
+            let j = (k + i) % PACED.len();
+            let ns = bench.once(PACED[j])?;
+            common::record(&mut paced[j], ns);
         }
     }
     let stats = bench.out.stats();
@@ -482,7 +530,7 @@ fn run_size(p: &Params, w: u32, h: u32) -> Result<()> {
         p.gap.as_millis()
     );
     let mut t = Table::new(&["variant", "p50", "p90", "p99", "p50 / back-to-back p50"]);
-    for (v, h) in paced.iter().enumerate() {
+    for (&v, h) in PACED.iter().zip(&paced) {
         let p50 = h.value_at_quantile(0.5) as f64;
         t.row(vec![
             LABELS[v].to_owned(),

@@ -11,9 +11,9 @@
 //!    into preallocated buffers, the same copies run as a rayon `par_iter` (one task per
 //!    camera, as `RingOutput::write` runs them: the cost of handing work to rayon's
 //!    pool), and a plain `camring_shm` publish (loan, `push_camera` + copy, commit) into
-//!    the same ring. Small images (64×48) make the
-//!    fixed cost visible; 1280×720 shows it next to a real copy. The four variants are
-//!    interleaved with their order rotated.
+//!    the same ring. Small images (64×48) make the fixed cost visible; 1280×720 shows it
+//!    next to a real copy. The four variants are interleaved in a fresh random order
+//!    each time.
 //!
 //! C. Capture-to-publish latency of a real `Group` of 4 synthetic cameras at 30 fps,
 //!    1280×720, into a raw RGB8 ring and into a JPEG q80 ring, in ABBA runs of a few
@@ -248,6 +248,25 @@ impl RingBench {
     }
 }
 
+/// A fixed-seed xorshift generator for the order of the variants.
+struct Order(u64);
+
+impl Order {
+    /// The variants `0..n` in a fresh random order. A plain rotation would make every
+    /// variant always follow the same other one, and what ran before (one core left
+    /// idle, or both busy) changes how fast the next multi-frame starts on both cores.
+    fn shuffled(&mut self, n: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            v.swap(i, (self.0 % (i as u64 + 1)) as usize);
+        }
+        v
+    }
+}
+
 /// A difference of nanoseconds with its sign.
 fn signed_ns(ns: f64) -> String {
     if ns < 0.0 {
@@ -327,12 +346,12 @@ fn bench_ring(p: &Params, w: u32, h: u32) -> Result<()> {
     let n = labels.len();
     let mut hist: Vec<Histogram<u64>> = labels.iter().map(|_| common::histogram()).collect();
     let mut round_diff = Vec::new();
+    let mut order = Order(0x9e37_79b9_7f4a_7c15);
     for round in 0..p.warmup_rounds + p.rounds {
         common::check_interrupt()?;
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];
-        for i in 0..p.per_round {
-            for k in 0..n {
-                let v = (k + i + round) % n;
+        for _ in 0..p.per_round {
+            for v in order.shuffled(n) {
                 let ns = b.once(v)?;
                 samples[v].push(ns as f64);
                 if round >= p.warmup_rounds {
