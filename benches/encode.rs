@@ -524,7 +524,7 @@ fn run_size(p: &Params, w: u32, h: u32) -> Result<()> {
         fps(1) / fps(2),
     );
     println!(
-        "At a camera's pace: {} multi-frames of each, one every {} ms (alternating), the \
+        "At a camera's pace: {} multi-frames of each, one every {} ms (in turn), the \
          CPUs idle in between:\n",
         p.paced,
         p.gap.as_millis()
