@@ -248,25 +248,6 @@ impl RingBench {
     }
 }
 
-/// A fixed-seed xorshift generator for the order of the variants.
-struct Order(u64);
-
-impl Order {
-    /// The variants `0..n` in a fresh random order. A plain rotation would make every
-    /// variant always follow the same other one, and what ran before (one core left
-    /// idle, or both busy) changes how fast the next multi-frame starts on both cores.
-    fn shuffled(&mut self, n: usize) -> Vec<usize> {
-        let mut v: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            v.swap(i, (self.0 % (i as u64 + 1)) as usize);
-        }
-        v
-    }
-}
-
 /// A difference of nanoseconds with its sign.
 fn signed_ns(ns: f64) -> String {
     if ns < 0.0 {
@@ -346,7 +327,7 @@ fn bench_ring(p: &Params, w: u32, h: u32) -> Result<()> {
     let n = labels.len();
     let mut hist: Vec<Histogram<u64>> = labels.iter().map(|_| common::histogram()).collect();
     let mut round_diff = Vec::new();
-    let mut order = Order(0x9e37_79b9_7f4a_7c15);
+    let mut order = common::Order::new(0x9e37_79b9_7f4a_7c15);
     for round in 0..p.warmup_rounds + p.rounds {
         common::check_interrupt()?;
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];

@@ -415,3 +415,24 @@ impl Group {
         Ok(())
     }
 }
+
+/// The order of a benchmark's variants, shuffled each iteration from a fixed seed so runs
+/// repeat. A plain rotation would make every variant always follow the same other one,
+/// and what ran before (one core left idle, or both busy) changes how fast the next
+/// multi-frame starts on both cores.
+#[derive(Debug)]
+pub struct Order(fastrand::Rng);
+
+impl Order {
+    /// A sequence of orders from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Order(fastrand::Rng::with_seed(seed))
+    }
+
+    /// The variants `0..n` in a fresh random order.
+    pub fn shuffled(&mut self, n: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..n).collect();
+        self.0.shuffle(&mut v);
+        v
+    }
+}
