@@ -1,15 +1,18 @@
-//! `camring`: run a producer, read a ring, list cameras, list and remove rings.
+//! `camring`: run a producer, read a ring, bridge it to the network, view it remotely, list
+//! cameras, list and remove rings.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bridge;
 mod cameras;
 mod demo;
 mod ls;
 mod produce;
 mod read;
 mod signals;
+mod view;
 
 /// Synchronized multi-camera frames from one producer to many consumers, over a
 /// shared-memory ring.
@@ -32,7 +35,12 @@ enum Command {
     Ls(ls::LsArgs),
     /// Remove a ring left behind (e.g. by a crashed producer).
     Rm(ls::RmArgs),
-    /// Start a synthetic 4-camera producer and a reader showing live stats.
+    /// Serve a ring to remote clients: `camring bridge ws` (WebSocket, HTTP and the viewer).
+    #[command(subcommand)]
+    Bridge(bridge::BridgeCommand),
+    /// Watch a bridged ring from another process or machine (ws://HOST:PORT).
+    View(view::ViewArgs),
+    /// Start a synthetic 4-camera producer and the WebSocket bridge; prints the viewer's URL.
     Demo(demo::DemoArgs),
 }
 
@@ -54,6 +62,8 @@ fn main() -> ExitCode {
         Command::Read(a) => read::run(a),
         Command::Ls(a) => ls::run_ls(a),
         Command::Rm(a) => ls::run_rm(a),
+        Command::Bridge(a) => bridge::run(a),
+        Command::View(a) => view::run(a),
         Command::Demo(a) => demo::run(a),
     };
     match result {
