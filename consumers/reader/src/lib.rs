@@ -5,9 +5,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod received;
 mod stats;
 mod verify;
 
 pub use camring_shm::{Frame, OwnedFrame, ReadMode, Reader, ReaderStats};
+pub use received::{check_downscaled_size, read_code_scaled, MIN_SCALED_CELL};
 pub use stats::{Latency, LatencySummary, Summary};
 pub use verify::{Verdict, Verifier};

@@ -34,6 +34,15 @@ impl Verifier {
         Verifier { decoder: None }
     }
 
+    /// The JPEG decoder, created on first use.
+    pub(crate) fn decoder(&mut self) -> Result<&mut Decoder, String> {
+        if self.decoder.is_none() {
+            let d = Decoder::new().map_err(|e| format!("no JPEG decoder: {e}"))?;
+            self.decoder = Some(d);
+        }
+        Ok(self.decoder.as_mut().expect("just created"))
+    }
+
     /// Checks one camera's image: the synthetic pattern for camera `entry.camera_id` and
     /// frame `entry.sequence`.
     pub fn check(&mut self, entry: &CameraEntry, payload: &[u8]) -> Verdict {
@@ -44,12 +53,9 @@ impl Verifier {
             return Verdict::Corrupt(format!("unknown format code {}", entry.format));
         };
         if format == PixelFormat::Jpeg {
-            let decoder = match &mut self.decoder {
-                Some(d) => d,
-                None => match Decoder::new() {
-                    Ok(d) => self.decoder.insert(d),
-                    Err(e) => return Verdict::Corrupt(format!("no JPEG decoder: {e}")),
-                },
+            let decoder = match self.decoder() {
+                Ok(d) => d,
+                Err(why) => return Verdict::Corrupt(why),
             };
             return match decoder.verify_pattern(
                 payload,
