@@ -25,13 +25,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use bytes::Bytes;
 use camring_protocol::control::{
-    ClientMessage, ProducerStatus, Quality, ServerMessage, Settings, SettingsUpdate,
-    State as StreamState, CLOSE_MESSAGE_TOO_BIG, CLOSE_UNSUPPORTED_DATA, DEFAULT_MAX_CLIENTS,
-    DEFAULT_QUALITY, MAX_CLIENT_MESSAGE, STATS_INTERVAL_MS,
+    ClientMessage, LogEntry, LogLevel, ProducerStatus, Quality, ServerMessage, Settings,
+    SettingsUpdate, State as StreamState, CLOSE_MESSAGE_TOO_BIG, CLOSE_UNSUPPORTED_DATA,
+    DEFAULT_MAX_CLIENTS, DEFAULT_QUALITY, MAX_CLIENT_MESSAGE, STATS_INTERVAL_MS,
 };
 use camring_protocol::wire;
 use camring_shm::clock::now_ns;
@@ -56,6 +55,12 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const STALE_NS: u64 = 2_000_000_000;
 /// Text messages queued for one client beyond which stats are dropped.
 const MAX_QUEUED_TEXTS: usize = 32;
+/// Time a connection has to send its request headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections open at once (HTTP and upgraded); more are closed as they come.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Largest request head hyper buffers.
+const MAX_REQUEST_BUFFER: usize = 64 * 1024;
 /// The multipart boundary of `/mjpeg`.
 const BOUNDARY: &str = "camringframe";
 
@@ -147,19 +152,16 @@ impl WsBridge {
             ring_thread,
         } = self;
         let router = router(Arc::clone(&app));
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tune(tcp) {
-                tracing::debug!("socket options: {e}");
-            }
-        });
         let shutdown = Arc::new(shutdown);
-        let signal = Arc::clone(&shutdown);
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
+        let stopping = {
+            let shutdown = Arc::clone(&shutdown);
+            tokio::spawn(async move {
                 stop.await;
-                let _ = signal.send(true);
+                let _ = shutdown.send(true);
             })
-            .await;
+        };
+        let served = accept_loop(listener, router, app.shutdown.clone()).await;
+        stopping.abort();
         let _ = shutdown.send(true);
         // Upgraded connections are not the server's any more: give them a moment to send
         // their close frames.
@@ -174,10 +176,77 @@ impl WsBridge {
     }
 }
 
+/// Accepts connections until `shutdown`, each served by hyper (HTTP/1.1 with upgrades)
+/// under `router`. A connection must send its request headers within
+/// [`HEADER_TIMEOUT`]; at most [`MAX_CONNECTIONS`] are open at once (upgraded WebSockets
+/// and MJPEG streams are further limited by `--max-clients`).
+async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => return Ok(()),
+        };
+        // SYNC POINT: Relaxed: a count of open connections; nothing is read through it.
+        if open.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+            open.fetch_sub(1, Ordering::Relaxed);
+            continue; // dropping the stream closes it
+        }
+        if let Err(e) = tune(&tcp) {
+            tracing::debug!("socket options: {e}");
+        }
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut shutdown = shutdown.clone();
+        let open = Arc::clone(&open);
+        tokio::spawn(async move {
+            let mut builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_REQUEST_BUFFER);
+            let io = hyper_util::rt::TokioIo::new(tcp);
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            tokio::pin!(conn);
+            tokio::select! {
+                served = conn.as_mut() => {
+                    if let Err(e) = served {
+                        tracing::debug!("connection: {e}");
+                    }
+                }
+                _ = stopped(&mut shutdown) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = timeout(Duration::from_secs(2), conn).await;
+                }
+            }
+            // SYNC POINT: Relaxed, see above.
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Completes once shutdown is signalled (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
 /// Low latency for every accepted connection: no Nagle, little unsent data queued.
-fn tune(tcp: &mut tokio::net::TcpStream) -> std::io::Result<()> {
+fn tune(tcp: &tokio::net::TcpStream) -> std::io::Result<()> {
     tcp.set_nodelay(true)?;
-    socket2::SockRef::from(&*tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT)
+    socket2::SockRef::from(tcp).set_tcp_notsent_lowat(NOTSENT_LOWAT)
 }
 
 fn router(app: Arc<App>) -> Router {
@@ -415,6 +484,20 @@ fn state_message(app: &App, session: &Mutex<Session>) -> String {
     .to_json()
 }
 
+/// The `log` line sent to clients when the producer's status changes.
+fn producer_log(ring: &str, producer: ProducerStatus) -> String {
+    let (level, message) = match producer {
+        ProducerStatus::Live => (LogLevel::Info, format!("ring {ring:?}: producer live")),
+        ProducerStatus::Waiting => (
+            LogLevel::Info,
+            format!("ring {ring:?}: waiting for a producer"),
+        ),
+        ProducerStatus::Stopped => (LogLevel::Warn, format!("ring {ring:?}: producer stopped")),
+        ProducerStatus::Dead => (LogLevel::Warn, format!("ring {ring:?}: producer died")),
+    };
+    ServerMessage::Log(LogEntry { level, message }).to_json()
+}
+
 fn close_frame(code: u16, reason: &str) -> Option<CloseFrame> {
     Some(CloseFrame {
         code,
@@ -465,6 +548,8 @@ async fn connection(app: Arc<App>, socket: WebSocket, settings: Settings, _slot:
             }
             changed = status.changed() => {
                 if changed.is_ok() {
+                    let producer = status.borrow_and_update().producer;
+                    out.text(producer_log(&app.config.ring, producer));
                     out.text(state_message(&app, &session));
                 }
             }
