@@ -2,6 +2,9 @@
 # Installs what building camring needs beyond Rust: cmake and nasm, with which the
 # turbojpeg crate builds libjpeg-turbo 3 from source (Debian's libturbojpeg is too old),
 # and libclang, which bindgen loads to generate nokhwa's V4L2 bindings (feature `camera`).
+# For the browser viewer's test (tests/viewer.rs): Debian's chromium, and playwright-core
+# from tests/browser/package-lock.json (npm ci; it downloads no browser). That needs
+# Node.js 20 or later with npm, which this script does not install (Debian 12 has 18).
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -11,6 +14,7 @@ command -v nasm >/dev/null 2>&1 || need+=(nasm)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 [ -n "${LIBCLANG_PATH:-}" ] || compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null ||
   need+=(libclang-dev)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "camring setup: installing ${need[*]} (apt-get)" >&2
@@ -22,4 +26,15 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+browser="$(dirname "$0")/../tests/browser"
+if [ ! -f "$browser/node_modules/.package-lock.json" ] ||
+  [ "$browser/package-lock.json" -nt "$browser/node_modules/.package-lock.json" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "camring setup: installing tests/browser/node_modules (npm ci)" >&2
+    (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
+  else
+    echo "camring setup: no npm; the browser viewer test needs Node.js 20+ with npm" >&2
+  fi
 fi
