@@ -134,13 +134,16 @@ function onText(text, receivedMs) {
 
 function onState(msg) {
   failures = 0; // a working connection: the next reconnection starts with a short delay
-  if (viewer.producer && msg.producer !== viewer.producer) addLog("info", `producer ${msg.producer}`);
   viewer.producer = msg.producer;
   viewer.settings = msg.settings;
   viewer.paused = msg.paused;
   const paused = msg.paused ? ", paused" : "";
   if (msg.producer === "live") setStatus("open", `connected${paused}`);
   else setStatus("waiting", `connected${paused}; producer ${msg.producer}`);
+  // A new producer may have other cameras: tiles of cameras the ring no longer has go
+  // (an empty list, while there is no ring, keeps the last images).
+  const ids = (msg.cameras ?? []).map((cam) => cam.id);
+  for (const id of ids.length ? tiles.keys() : []) if (!ids.includes(id)) removeTile(id);
   for (const cam of msg.cameras ?? []) {
     const t = tile(cam.id);
     t.nominal = `${cam.width}×${cam.height} ${cam.format}`;
@@ -176,7 +179,7 @@ function onStats(msg, receivedMs) {
   $("summary").textContent =
     `${fmt(c.fps)} fps sent · ${c.sent} sent · ${c.dropped} dropped${quality}${rate}` +
     ` · latency p50 ${ms(c.latency_us?.p50)} p99 ${ms(c.latency_us?.p99)} (server)`;
-  for (const cam of msg.cameras ?? []) tile(cam.id).server = cam;
+  for (const cam of msg.cameras ?? []) if (tiles.has(cam.id)) tiles.get(cam.id).server = cam;
   renderTiles();
 }
 
@@ -246,6 +249,12 @@ function tile(id) {
   return t;
 }
 
+function removeTile(id) {
+  tiles.get(id).figure.remove();
+  tiles.delete(id);
+  worker.postMessage({ type: "forget", id });
+}
+
 function renderTiles() {
   const wanted = viewer.settings?.cameras;
   for (const t of tiles.values()) {
@@ -277,10 +286,11 @@ worker.onmessage = ({ data }) => {
   if (data.type === "camera") {
     tile(data.id);
   } else if (data.type === "counters") {
-    viewer.cameras = data.cameras;
+    // Only cameras with a tile: a report sent before a camera was forgotten still has it.
+    viewer.cameras = data.cameras.filter((c) => tiles.has(c.id));
     viewer.camerasAt = data.at;
-    for (const c of data.cameras) tile(c.id).counters = c;
-    const shown = data.cameras.filter((c) => c.framesDrawn > 0);
+    for (const c of viewer.cameras) tiles.get(c.id).counters = c;
+    const shown = viewer.cameras.filter((c) => c.framesDrawn > 0);
     viewer.displayFps = shown.length ? shown.reduce((a, c) => a + c.displayFps, 0) / shown.length : 0;
     renderTiles();
   } else if (data.type === "invalid") {

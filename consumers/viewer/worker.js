@@ -4,6 +4,7 @@
 //
 // Messages from the page:
 //   {type: "canvas", id, canvas}            the OffscreenCanvas of camera `id`
+//   {type: "forget", id}                    camera `id` is gone (a new producer lacks it)
 //   {type: "frame", buffer, receivedMs, offsetMs}
 //                                           one binary message (its ArrayBuffer transferred);
 //                                           receivedMs: the page's clock when it arrived;
@@ -161,5 +162,7 @@ onmessage = ({ data }) => {
     cam.canvas = data.canvas;
     cam.ctx = data.canvas.getContext("2d", { alpha: false });
     drawNext(cam);
+  } else if (data.type === "forget") {
+    cameras.delete(data.id);
   }
 };
