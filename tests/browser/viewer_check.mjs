@@ -212,8 +212,13 @@ async function run(page) {
     result.step = "the page shows the lost connection";
     serverDown = true;
     await ask("stop-server", "stopped");
-    await until(() => !window.camringViewer.connected && window.camringViewer.status.includes("reconnecting"));
-    result.restart.statusWhileDown = await page.locator("#status").textContent();
+    // The text shown between two attempts (what the page shows while an attempt runs is
+    // "reconnecting (attempt N)…").
+    const shown = await until(() => {
+      const text = document.getElementById("status").textContent;
+      return !window.camringViewer.connected && text.includes("disconnected") && text;
+    });
+    result.restart.statusWhileDown = await shown.jsonValue();
 
     result.step = "the page reconnects by itself, with the settings chosen before";
     before = await viewer();
