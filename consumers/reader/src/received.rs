@@ -29,8 +29,8 @@ impl Verifier {
     ///   NV12 ring image (whose pattern is defined on those bytes, not on RGB's): decoded; its
     ///   size must be the entry's, and when downscaled no larger than the ring's with the
     ///   same aspect ratio; its code band must name the camera and the low 32 bits of the
-    ///   sequence ([`pattern::read_code_rgb`], or [`read_code_scaled`] where the downscaled
-    ///   cells no longer fall on whole pixels). An image too small to carry a readable code
+    ///   sequence ([`pattern::read_code_rgb`], or failing that [`read_code_scaled`]: cells
+    ///   mapped from the ring's size, read by their luma). An image too small to carry a readable code
     ///   band is [`Verdict::Unchecked`].
     pub fn check_received(
         &mut self,
@@ -97,16 +97,18 @@ impl Verifier {
                 return Verdict::Corrupt(why);
             }
         }
-        let direct = pattern::read_code_rgb(rgb, w, h).and_then(|f| same_code(f, expected));
-        let result = match (direct, ring_size) {
-            (Ok(()), _) => Ok(()),
-            // The cells of a downscaled image need not fall on whole pixels: read them where
-            // the ring's cells went.
-            (Err(_), Some((rw, rh))) if (rw, rh) != (w, h) => {
-                read_code_scaled(rgb, w, h, rw, rh).and_then(|f| same_code(f, expected))
-            }
-            (Err(e), _) => Err(e),
-        };
+        let result = pattern::read_code_rgb(rgb, w, h)
+            .and_then(|f| same_code(f, expected))
+            .or_else(|direct| {
+                // The cells of a downscaled image need not fall on whole pixels: read them
+                // where the ring's cells went, by their luma (a YUV ring image's chroma
+                // tints the cells: only their luma is the pattern's).
+                let (rw, rh) = ring_size.unwrap_or((w, h));
+                match read_code_scaled(rgb, w, h, rw, rh) {
+                    Err(PatternError::Geometry) => Err(direct),
+                    other => other.and_then(|f| same_code(f, expected)),
+                }
+            });
         match result {
             Ok(()) => Verdict::Verified,
             Err(PatternError::Geometry) => Verdict::Unchecked,
@@ -155,7 +157,10 @@ pub fn check_downscaled_size(
 
 /// Reads the code word of a decoded RGB8 image that is the pattern of a
 /// `ring_width` × `ring_height` image scaled to `width` × `height`: the ring image's cell
-/// centres are mapped into the scaled image, and a few pixels around each are averaged.
+/// centres are mapped into the scaled image, and the luma of a few pixels around each is
+/// averaged (a cell is a one above half the full luma). Luma rather than the mean of R, G
+/// and B, because the pattern of a YUYV or NV12 image sets only the luma of its cells to 0
+/// or 255: their chroma is whatever pattern bytes the chroma samples hold.
 /// [`PatternError::Geometry`] when the ring size cannot carry the pattern or the scaled
 /// cells are smaller than [`MIN_SCALED_CELL`] pixels.
 pub fn read_code_scaled(
@@ -202,11 +207,14 @@ pub fn read_code_scaled(
         for y in cy - r..=cy + r {
             for x in cx - r..=cx + r {
                 let p = (y * w + x) * 3;
-                sum += u32::from(rgb[p]) + u32::from(rgb[p + 1]) + u32::from(rgb[p + 2]);
-                n += 3;
+                // BT.601 luma, scaled by 256.
+                sum += 77 * u32::from(rgb[p])
+                    + 150 * u32::from(rgb[p + 1])
+                    + 29 * u32::from(rgb[p + 2]);
+                n += 1;
             }
         }
-        if sum > 128 * n {
+        if sum > 128 * 256 * n {
             word |= 1 << bit;
         }
     }
@@ -434,6 +442,77 @@ mod tests {
             v.check_received(&wrong, &j, Some(&ring(PixelFormat::Gray8))),
             Verdict::Corrupt(_)
         ));
+    }
+
+    /// A YUV pattern image as RGB8, through BT.601 full-range conversion with clipping (a
+    /// harsher path than the adapter's, which hands the planes to the JPEG encoder as
+    /// they are).
+    fn yuv_to_rgb(format: PixelFormat, buf: &[u8], w: usize, h: usize) -> Vec<u8> {
+        let mut rgb = vec![0u8; w * h * 3];
+        for y in 0..h {
+            for x in 0..w {
+                let (luma, u, v) = match format {
+                    PixelFormat::Nv12 => {
+                        let uv = (h + y / 2) * w + (x / 2) * 2;
+                        (buf[y * w + x], buf[uv], buf[uv + 1])
+                    }
+                    _ => {
+                        let pair = y * w * 2 + (x / 2) * 4;
+                        (buf[pair + (x % 2) * 2], buf[pair + 1], buf[pair + 3])
+                    }
+                };
+                let (l, u, v) = (f64::from(luma), f64::from(u) - 128.0, f64::from(v) - 128.0);
+                let px = [l + 1.402 * v, l - 0.344 * u - 0.714 * v, l + 1.772 * u];
+                for (c, value) in px.into_iter().enumerate() {
+                    rgb[(y * w + x) * 3 + c] = value.round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+        rgb
+    }
+
+    #[test]
+    fn jpegs_from_yuv_rings_are_read_by_luma() {
+        let mut v = Verifier::new();
+        let flags = CAM_SYNTHETIC | CAM_REENCODED;
+        for format in [PixelFormat::Nv12, PixelFormat::Yuyv] {
+            let r = ring(format);
+            let mut mean_misread = 0;
+            for seq in 0..40u64 {
+                let (buf, _) = pattern_of(format, 320, 240, 2, seq);
+                let rgb = yuv_to_rgb(format, &buf, 320, 240);
+                if pattern::read_code_rgb(&rgb, 320, 240) != Ok((2, seq as u32)) {
+                    mean_misread += 1;
+                }
+                let j = jpeg(&rgb, 320, 240, 80);
+                let i = info(PixelFormat::Jpeg, 320, 240, 0, flags, seq);
+                assert_eq!(
+                    v.check_received(&i, &j, Some(&r)),
+                    Verdict::Verified,
+                    "{format} {seq}"
+                );
+                let small = downscale(&rgb, 320, 240, 100, 75);
+                let j = jpeg(&small, 100, 75, 80);
+                let i = info(PixelFormat::Jpeg, 100, 75, 0, flags | CAM_DOWNSCALED, seq);
+                assert_eq!(
+                    v.check_received(&i, &j, Some(&r)),
+                    Verdict::Verified,
+                    "{format} {seq} downscaled"
+                );
+                let wrong = CameraInfo {
+                    sequence: seq + 1,
+                    ..i
+                };
+                assert!(matches!(
+                    v.check_received(&wrong, &j, Some(&r)),
+                    Verdict::Corrupt(_)
+                ));
+            }
+            if format == PixelFormat::Nv12 {
+                // Why luma: the chroma under NV12 cells tints them past the RGB mean.
+                assert!(mean_misread > 0, "{format}");
+            }
+        }
     }
 
     #[test]
