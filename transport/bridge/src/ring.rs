@@ -2,7 +2,7 @@
 //! copying the newest multi-frame out (validated) while some client wants frames, and
 //! following the producer through deaths and restarts.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,8 @@ pub struct Feed {
     pub status: watch::Sender<RingStatus>,
     demand: AtomicUsize,
     stop: AtomicBool,
+    head: AtomicU64,
+    heartbeat_ns: AtomicU64,
 }
 
 /// Keeps the ring thread copying frames while it lives.
@@ -83,6 +85,8 @@ impl Feed {
             }),
             demand: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            head: AtomicU64::new(0),
+            heartbeat_ns: AtomicU64::new(0),
         })
     }
 
@@ -96,6 +100,17 @@ impl Feed {
     /// The newest frame, if any.
     pub fn latest(&self) -> Option<Arc<Frame>> {
         self.frames.borrow().clone()
+    }
+
+    /// The ring's newest frame number and the time of the producer's last publish (its
+    /// heartbeat, `now_ns` clock), as the ring thread last saw them (at most ~100 ms ago),
+    /// whether or not any client wants frames. `None` before the ring was seen.
+    pub fn ring_head(&self) -> Option<(u64, u64)> {
+        // SYNC POINT: Relaxed: two independent gauges for /healthz; a pair from slightly
+        // different moments is fine.
+        let head = self.head.load(Ordering::Relaxed);
+        let heartbeat = self.heartbeat_ns.load(Ordering::Relaxed);
+        (head > 0).then(|| (head - 1, heartbeat))
     }
 
     /// Asks the ring thread to end (within 100 ms).
@@ -216,6 +231,10 @@ fn follow_ring(mut reader: Reader, feed: &Feed, metrics: &Metrics) {
     let mut owned = OwnedFrame::default();
     while !feed.stopped() {
         let woke = reader.wait(Duration::from_millis(100));
+        // SYNC POINT: Relaxed, see `Feed::ring_head`.
+        feed.head.store(reader.head(), Ordering::Relaxed);
+        let heartbeat = now_ns().saturating_sub(reader.heartbeat_age_ns());
+        feed.heartbeat_ns.store(heartbeat, Ordering::Relaxed);
         if reader.has_new() {
             if feed.wanted() {
                 match reader.read_copy(ReadMode::Latest, &mut owned) {

@@ -911,6 +911,20 @@ impl MjpegStream {
     }
 }
 
+/// OpenMetrics for scrapers that ask for it (Prometheus does), plain text otherwise (a
+/// browser shows it instead of downloading it).
+fn metrics_type(headers: &HeaderMap) -> &'static str {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("application/openmetrics-text") {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    } else {
+        "text/plain; charset=utf-8"
+    }
+}
+
 async fn metrics_page(
     State(app): State<Arc<App>>,
     Query(pairs): Pairs,
@@ -918,34 +932,41 @@ async fn metrics_page(
 ) -> Result<Response, Refusal> {
     authorize(&app, &pairs, &headers)?;
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, metrics_type(&headers))],
         app.metrics.render(),
     )
         .into_response())
 }
 
+/// A producer whose last publish is older than this is reported stalled by `/healthz`.
+const STALLED_NS: u64 = 5_000_000_000;
+
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     let producer = app.feed.status.borrow().producer;
-    let latest = app.feed.latest();
+    let head = app.feed.ring_head();
+    let age_ms = head.map(|(_, hb)| now_ns().saturating_sub(hb) / 1_000_000);
+    let stalled = age_ms.is_none_or(|a| a * 1_000_000 > STALLED_NS);
+    let status = match (producer, stalled) {
+        (ProducerStatus::Live, false) => "ok",
+        (ProducerStatus::Live, true) => "stalled",
+        _ => "unavailable",
+    };
     let body = serde_json::json!({
-        "status": if producer == ProducerStatus::Live { "ok" } else { "unavailable" },
+        "status": status,
         "ring": app.config.ring,
         "producer": producer,
-        "frame": latest.as_ref().map(|f| f.number()),
-        "frame_age_ms": latest.as_ref().map(|f| now_ns().saturating_sub(f.ring.read_ns) / 1_000_000),
+        "frame": head.map(|(frame, _)| frame),
+        "frame_age_ms": age_ms,
         // SYNC POINT: Relaxed, see `Slot::take`.
         "clients": app.clients.load(Ordering::Relaxed),
     });
-    let status = if producer == ProducerStatus::Live {
+    let code = if status == "ok" {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
-        status,
+        code,
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(body),
     )
