@@ -1526,7 +1526,8 @@ impl fmt::Debug for Reassembler {
 mod tests {
     use super::*;
 
-    /// Fragment 1 of 3 of a 3000-byte message at the default MTU.
+    /// The fragment of the worked example in `docs/protocol.md`, 10: fragment 1 of 3 of a
+    /// 3000-byte message at the default MTU.
     fn example_header() -> FragmentHeader {
         FragmentHeader {
             stream: 0x1A2B_3C4D,
@@ -1536,6 +1537,55 @@ mod tests {
             total_len: 3000,
             fragment_size: (DEFAULT_MTU - FRAGMENT_HEADER_SIZE) as u32,
         }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The example header as the document lists it: one field per line.
+    fn annotated(h: &FragmentHeader, bytes: &[u8]) -> String {
+        let mut out = String::from("```text\noffset  bytes                    field\n");
+        let mut at = 0;
+        let mut line = |len: usize, what: String| {
+            out += &format!("{at:>6}  {:<23}  {what}\n", hex(&bytes[at..at + len]));
+            at += len;
+        };
+        line(4, "magic \"CAMU\"".into());
+        line(1, format!("version {VERSION}"));
+        line(1, format!("kind {} (fragment)", Kind::Fragment.code()));
+        line(2, "reserved".into());
+        line(4, format!("stream 0x{:08x}", h.stream));
+        line(4, format!("total_len {}", h.total_len));
+        line(8, format!("frame {}", h.frame));
+        line(4, format!("index {}", h.index));
+        line(4, format!("count {}", h.count));
+        line(4, format!("fragment_size {}", h.fragment_size));
+        assert_eq!(at, FRAGMENT_HEADER_SIZE);
+        out + "```\n"
+    }
+
+    #[test]
+    fn doc_example_matches_the_encoder() {
+        let doc = include_str!("../../docs/protocol.md");
+        let h = example_header();
+        let bytes = h.encode();
+        assert_eq!(h.offset(), 1164);
+        assert_eq!(h.payload_len(), 1164);
+        let block = annotated(&h, &bytes);
+        assert!(
+            doc.contains(&block),
+            "docs/protocol.md lacks this block (paste it in):\n{block}"
+        );
+        let dump = format!("```text\n{}\n```\n", hex(&bytes));
+        assert!(
+            doc.contains(&dump),
+            "docs/protocol.md lacks this block (paste it in):\n{dump}"
+        );
     }
 
     #[test]
