@@ -105,6 +105,11 @@ impl Verifier {
                 // tints the cells: only their luma is the pattern's).
                 let (rw, rh) = ring_size.unwrap_or((w, h));
                 match read_code_scaled(rgb, w, h, rw, rh) {
+                    // Cells too small to read (the direct reader's whole-pixel guess
+                    // failing there proves nothing): not checked.
+                    Err(PatternError::Geometry) if ring_size.is_some() => {
+                        Err(PatternError::Geometry)
+                    }
                     Err(PatternError::Geometry) => Err(direct),
                     other => other.and_then(|f| same_code(f, expected)),
                 }
@@ -405,6 +410,12 @@ mod tests {
             v.check_received(&i, &j, Some(&small_ring)),
             Verdict::Corrupt(_)
         ));
+        // Cells of 2.5 pixels, which the direct reader misreads: not checked.
+        let small = downscale(&rgb, 320, 240, 40, 30);
+        assert!(pattern::read_code_rgb(&small, 40, 30).is_err());
+        let j = jpeg(&small, 40, 30, 80);
+        let i = info(PixelFormat::Jpeg, 40, 30, 0, flags, 0x1_2345_6789);
+        assert_eq!(v.check_received(&i, &j, Some(&r)), Verdict::Unchecked);
         // Too small to carry a readable band: not checked.
         let tiny = downscale(&rgb, 320, 240, 24, 18);
         let j = jpeg(&tiny, 24, 18, 80);
