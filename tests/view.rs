@@ -195,6 +195,24 @@ fn downscaled_images_are_still_verified() {
             "--max-width {width}: {s}"
         );
     }
+    // So small the code cells are 2.5 pixels: not checkable, so neither verified nor
+    // corrupt.
+    let out = view(
+        &b.url(),
+        &[
+            "--verify",
+            "--duration",
+            "1",
+            "--json",
+            "-q",
+            "--max-width",
+            "40",
+        ],
+    );
+    let s = summary(&out);
+    assert!(out.status.success(), "{s}\n{}", stderr(&out));
+    assert!(u(&s, "frames") > 0, "{s}");
+    assert_eq!(u(&s, "corrupt"), 0, "{s}");
     // And from a raw ring, with a height limit and a lower quality.
     let p = producer("view-small-rgb", "rgb8");
     let b = bridge(&p.ring, &[]);
