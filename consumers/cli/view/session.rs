@@ -98,6 +98,7 @@ pub struct Session {
     invalid_reports: u32,
     /// Text messages skipped: unknown `type`, or not a server message at all.
     pub skipped_text: u64,
+    skipped_kinds: Vec<String>,
     notes: Vec<(Level, String)>,
 }
 
@@ -123,6 +124,7 @@ impl Session {
             reports: 0,
             invalid_reports: 0,
             skipped_text: 0,
+            skipped_kinds: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -135,9 +137,10 @@ impl Session {
         self.states = 0;
     }
 
-    /// The connection ended: the server's counters no longer apply.
+    /// The connection ended: the server's counters and producer status no longer apply.
     pub fn disconnected(&mut self) {
         self.server = None;
+        self.producer = None;
     }
 
     /// The notes gathered since the last call, oldest first.
@@ -328,10 +331,22 @@ impl Session {
             Ok(ServerMessage::Error(e)) => {
                 self.problem(format!("server error: {}", e.message));
             }
-            Err(_) => {
+            Err(e) => {
                 // Unknown message types (a later server's) are skipped, as the protocol
-                // asks; so is anything else that is not a server message.
+                // asks; so is anything else that is not a server message. Said once each.
                 self.skipped_text += 1;
+                let kind = serde_json::from_str::<serde_json::Value>(text)
+                    .ok()
+                    .and_then(|v| v.get("type")?.as_str().map(str::to_owned));
+                let what = match &kind {
+                    Some(t) => format!("text messages of type {t:?}"),
+                    None => "text messages that are not JSON objects with a type".to_owned(),
+                };
+                if !self.skipped_kinds.contains(&what) {
+                    self.notes
+                        .push((Level::Info, format!("skipping {what} ({e})")));
+                    self.skipped_kinds.push(what);
+                }
             }
         }
     }
@@ -642,8 +657,9 @@ mod tests {
             .to_json(),
         );
         s.on_text(r#"{"type":"hello","x":1}"#);
+        s.on_text(r#"{"type":"hello","x":2}"#);
         s.on_text("not json");
-        assert_eq!(s.skipped_text, 2);
+        assert_eq!(s.skipped_text, 3);
         let line = s.live_line(1.0, true, 2);
         assert!(line.contains("dropped 12 quality 72"), "{line}");
         assert!(line.contains("producer live"), "{line}");
@@ -655,11 +671,20 @@ mod tests {
             "{notes:?}"
         );
         assert!(notes.contains(&(Level::Problem, "server error: bad".into())));
+        // Each kind of skipped message is said once.
+        let skipped: Vec<_> = notes
+            .iter()
+            .filter(|(_, n)| n.starts_with("skipping"))
+            .collect();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(skipped[0].1.contains("\"hello\""), "{skipped:?}");
         // A lost connection's server counters are forgotten.
         s.disconnected();
-        assert!(s
-            .live_line(1.0, false, 2)
-            .contains("server: -  producer live"));
+        let line = s.live_line(1.0, false, 2);
+        assert!(
+            line.contains("server: -  resyncs 2  (disconnected)"),
+            "{line}"
+        );
     }
 
     #[test]
