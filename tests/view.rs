@@ -369,7 +369,8 @@ fn reconnects_when_the_bridge_restarts() {
     let p = producer("view-restart", "jpeg");
     let b = bridge(&p.ring, &[]);
     let port = b.port;
-    let viewer = Proc::spawn(&["view", &b.url(), "--verify", "--duration", "9", "--json"]);
+    // No --duration: stopped by SIGINT once the new bridge had time to serve it.
+    let viewer = Proc::spawn(&["view", &b.url(), "--verify", "--json"]);
     std::thread::sleep(Duration::from_secs(3));
     b.proc.signal(Signal::KILL);
     drop(b);
@@ -384,6 +385,9 @@ fn reconnects_when_the_bridge_restarts() {
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     };
+    // Reconnection attempts back off to at most 2 s apart.
+    std::thread::sleep(Duration::from_secs(4));
+    viewer.signal(Signal::INT);
     let out = viewer.finish(T);
     let s = verified_summary(&out, &b2);
     assert!(u(&s, "resyncs") >= 1, "{s}\n{}", stderr(&out));
