@@ -1,0 +1,1082 @@
+//! The WebSocket adapter (`camring_bridge::WsBridge`) against bare tokio-tungstenite, and
+//! its capture-to-receive latency with 1 and 50 clients.
+//!
+//! The bench process is the producer: a `camring_shm::Writer` on a 4-slot ring of 4 JPEG
+//! cameras, publishing 4 JPEGs (q80, 4:2:0) made once from the synthetic pattern, every
+//! publish re-stamped (`capture_ns` = `tick_ns` = the time the publish starts). The bridge
+//! runs in the same process on its own tokio runtime (2 worker threads, as `camring
+//! bridge ws` runs it) and reads the ring like any reader; clients are tokio-tungstenite
+//! connections over loopback on another runtime, each parsing every binary message with
+//! `camring_protocol::wire::parse`. All timestamps are `camring_shm::clock::now_ns`.
+//!
+//! A. Throughput, one client taking messages as fast as it can, variants interleaved in a
+//!    fresh random order every round (`common::Order`), a fresh connection each time:
+//!
+//!    * `bridge`: ring → `WsBridge` → client. The producer keeps [`AHEAD`] frame numbers
+//!      ahead of the newest one the client received (and publishes anyway after a 50 ms
+//!      stall), so the bridge has a newer frame whenever its writer is free, and the ring
+//!      is not flooded with frames nobody takes (its ring thread copies out every frame
+//!      it sees while a client is connected).
+//!    * `bare`: a tokio-tungstenite server (same runtime kind) sending the very bytes of a
+//!      message the bridge sent (same size), back to back, on a socket with the bridge's
+//!      options (`TCP_NODELAY`, `TCP_NOTSENT_LOWAT` = `camring_bridge::ws::NOTSENT_LOWAT`).
+//!    * `bare, default socket`: the same without those options.
+//!
+//!    Messages/s and bytes/s per run; the ratio bridge / bare is taken per round and its
+//!    median reported (goal ≥ 0.9). Latency per message: for the bridge `publish_ns` →
+//!    receive and `send_ns` (stamped by the bridge before it builds the message) →
+//!    receive; for bare, the time the server starts `send` → receive (stamps passed to the
+//!    client on a channel, matched by order).
+//!
+//! B. Capture-to-receive latency: the producer publishes at 30 and 60 fps, 1 and 50
+//!    clients (tokio tasks on a 2-worker runtime) record `now − capture_ns` for every
+//!    camera of every message into an hdrhistogram. Received fps per client (min and
+//!    median), frames the bridge dropped (`camring_bridge_frames_dropped_total`) and
+//!    frame-number gaps seen by the clients. Producer, bridge and clients share the
+//!    machine's cores: with 50 clients CPU contention is part of the result.
+//!
+//! `cargo bench --bench ws` runs the full benchmark; without `--bench` (as under
+//! `cargo test --all-targets`) a smoke run with tiny images checks that everything works.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use bytes::Bytes;
+use camring_bridge::{WsBridge, WsConfig};
+use camring_protocol::layout::{CameraEntry, CameraLayout};
+use camring_protocol::pattern::{self, Geometry};
+use camring_protocol::wire::{self, CAM_REENCODED};
+use camring_protocol::PixelFormat;
+use camring_shm::clock::now_ns;
+use camring_shm::{RingConfig, Writer};
+use common::{fmt_ns, median, Order, RingGuard, Table};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const CAMERAS: usize = 4;
+const QUALITY: u8 = 80;
+const SLOTS: u32 = 4;
+/// Pattern frame number the images show.
+const FRAME: u64 = 7;
+/// How many multi-frames the producer may publish beyond what the client received (A).
+const AHEAD: u64 = 3;
+
+#[derive(Debug, Clone)]
+struct Params {
+    size: (u32, u32),
+    /// A: rounds (after warm-up rounds) and the time each variant runs per round, of
+    /// which `settle` is not measured.
+    warmup_rounds: usize,
+    rounds: usize,
+    run: Duration,
+    settle: Duration,
+    /// B: producer rates, client counts, passes over the cases (forward, then reversed),
+    /// measured time per case and unmeasured time before it.
+    rates: Vec<f64>,
+    clients: Vec<usize>,
+    passes: usize,
+    case: Duration,
+    case_warmup: Duration,
+}
+
+// ---------------------------------------------------------------- setup
+
+/// The 4 JPEGs every publish carries.
+#[derive(Debug)]
+struct Source {
+    width: u32,
+    height: u32,
+    jpegs: Vec<Vec<u8>>,
+}
+
+impl Source {
+    fn new(width: u32, height: u32) -> Result<Source> {
+        let stride = width as usize * 3;
+        let g = Geometry::new(PixelFormat::Rgb8, width, height, stride).context("geometry")?;
+        let mut enc = camring_jpeg::Encoder::new(QUALITY)?;
+        let jpegs = (0..CAMERAS as u32)
+            .map(|cam| {
+                let mut rgb = vec![0u8; g.len()];
+                pattern::fill(&mut rgb, &g, cam, FRAME);
+                enc.encode(&rgb, PixelFormat::Rgb8, width, height, stride)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Source {
+            width,
+            height,
+            jpegs,
+        })
+    }
+
+    fn ring_config(&self) -> RingConfig {
+        let max_len = self.jpegs.iter().map(Vec::len).max().unwrap_or(0) as u32;
+        let cam = CameraLayout {
+            width: self.width,
+            height: self.height,
+            format: PixelFormat::Jpeg.code(),
+            max_len,
+        };
+        RingConfig::new(SLOTS, vec![cam; CAMERAS], 30_000)
+    }
+
+    /// Publishes one multi-frame captured now.
+    fn publish(&self, writer: &mut Writer, sequence: u64) -> Result<u64> {
+        let now = now_ns();
+        let mut loan = writer.loan();
+        for (cam, jpeg) in self.jpegs.iter().enumerate() {
+            let entry = CameraEntry {
+                camera_id: cam as u32,
+                format: PixelFormat::Jpeg.code(),
+                width: self.width,
+                height: self.height,
+                stride: 0,
+                capture_ns: now,
+                sequence,
+                ..CameraEntry::default()
+            };
+            loan.push_camera(entry, jpeg.len())?.copy_from_slice(jpeg);
+        }
+        Ok(loan.commit(now, 0)?)
+    }
+
+    fn message_payload(&self) -> usize {
+        self.jpegs.iter().map(Vec::len).sum()
+    }
+}
+
+/// How the producer publishes.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// Whenever fewer than `ahead` frames were published beyond what the client received.
+    Ahead(u64),
+    /// At a fixed rate.
+    Fps(f64),
+}
+
+/// Shared between the producer thread and the clients.
+#[derive(Debug, Default)]
+struct Gate {
+    stop: AtomicBool,
+    /// The newest frame number the client received, plus one (0: none yet).
+    received: AtomicU64,
+    producer: OnceLock<std::thread::Thread>,
+}
+
+impl Gate {
+    /// The client received frame `frame`.
+    fn received(&self, frame: u64) {
+        // SYNC POINT: Relaxed: a number the producer polls; nothing is published through it.
+        self.received.fetch_max(frame + 1, Ordering::Relaxed);
+        if let Some(t) = self.producer.get() {
+            t.unpark();
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Produced {
+    published: u64,
+    /// Ticks of a paced producer that came more than a period late (skipped).
+    late: u64,
+    cpu_ns: u64,
+}
+
+/// Runs on its own thread until `gate.stop`.
+fn produce(writer: &mut Writer, src: &Source, pace: Pace, gate: &Gate) -> Result<Produced> {
+    let _ = gate.producer.set(std::thread::current());
+    let cpu0 = common::thread_cpu_ns();
+    let mut out = Produced::default();
+    let start = std::time::Instant::now();
+    let mut last_received = 0;
+    let first_frame = writer.next_frame();
+    let mut last_progress = start;
+    // SYNC POINT: Relaxed: flags and counts, nothing is published through them.
+    while !gate.stop.load(Ordering::Relaxed) {
+        match pace {
+            Pace::Ahead(ahead) => {
+                // Frames are counted by number: one the bridge skipped (it reads the
+                // newest) is not waited for. A frame published before the client's
+                // connection registered with the bridge is not read at all (nobody wanted
+                // it): after a stall, publish anyway.
+                let received = gate.received.load(Ordering::Relaxed);
+                if received != last_received {
+                    last_received = received;
+                    last_progress = std::time::Instant::now();
+                }
+                if writer.next_frame() >= received.max(first_frame) + ahead
+                    && last_progress.elapsed() < Duration::from_millis(50)
+                {
+                    std::thread::park_timeout(Duration::from_millis(5));
+                    continue;
+                }
+                last_progress = std::time::Instant::now();
+            }
+            Pace::Fps(fps) => {
+                let period = Duration::from_secs_f64(1.0 / fps);
+                let mut due = start + period.mul_f64((out.published + out.late) as f64);
+                let now = std::time::Instant::now();
+                while now > due + period {
+                    out.late += 1;
+                    due += period;
+                }
+                if now < due {
+                    std::thread::sleep((due - now).min(Duration::from_millis(10)));
+                    continue;
+                }
+            }
+        }
+        src.publish(writer, out.published)?;
+        out.published += 1;
+    }
+    out.cpu_ns = common::thread_cpu_ns() - cpu0;
+    Ok(out)
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Where a received message's send time comes from.
+#[derive(Debug)]
+enum Stamps {
+    /// The bridge's header (`publish_ns`, `send_ns`, `capture_ns`).
+    Header,
+    /// A bare server's stamps, one per message in order.
+    Channel(mpsc::UnboundedReceiver<u64>),
+}
+
+/// What one client received in its measuring window.
+#[derive(Debug)]
+struct Recv {
+    messages: u64,
+    bytes: u64,
+    texts: u64,
+    /// now − capture_ns, per camera.
+    capture: Histogram<u64>,
+    /// now − publish_ns (bridge only).
+    publish: Histogram<u64>,
+    /// now − send time.
+    send: Histogram<u64>,
+    /// Frame numbers skipped between consecutive messages.
+    gaps: u64,
+    /// The measuring window (`until − from`).
+    window_ns: u64,
+    /// Wall time and process CPU time from the first message measured to the end.
+    wall_ns: u64,
+    cpu_ns: u64,
+    /// The process's minor page faults and context switches over the same time.
+    faults: u64,
+    switches: u64,
+}
+
+impl Recv {
+    fn new() -> Recv {
+        Recv {
+            messages: 0,
+            bytes: 0,
+            texts: 0,
+            capture: common::histogram(),
+            publish: common::histogram(),
+            send: common::histogram(),
+            gaps: 0,
+            window_ns: 0,
+            wall_ns: 0,
+            cpu_ns: 0,
+            faults: 0,
+            switches: 0,
+        }
+    }
+
+    fn fps(&self) -> f64 {
+        self.messages as f64 / (self.window_ns as f64 / 1e9)
+    }
+
+    fn add(&mut self, o: &Recv) -> Result<()> {
+        self.messages += o.messages;
+        self.bytes += o.bytes;
+        self.texts += o.texts;
+        self.capture.add(&o.capture)?;
+        self.publish.add(&o.publish)?;
+        self.send.add(&o.send)?;
+        self.gaps += o.gaps;
+        Ok(())
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Result<Ws> {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    Ok(ws)
+}
+
+/// Receives until `until`, recording what arrives from `from` on.
+async fn receive(
+    mut ws: Ws,
+    mut stamps: Stamps,
+    gate: Option<&Gate>,
+    from: Instant,
+    until: Instant,
+) -> Result<Recv> {
+    let mut r = Recv::new();
+    r.window_ns = (until - from).as_nanos() as u64;
+    let mut last_frame: Option<u64> = None;
+    // wall, CPU, faults and switches at the first message measured
+    let mut started: Option<(u64, u64, u64, u64)> = None;
+    loop {
+        let message = match tokio::time::timeout_at(until, ws.next()).await {
+            Err(_) => break,
+            Ok(None) => bail!("the server closed the connection"),
+            Ok(Some(m)) => m.context("receiving")?,
+        };
+        let now = now_ns();
+        let bytes = match message {
+            Message::Binary(b) => b,
+            Message::Text(_) => {
+                r.texts += 1;
+                continue;
+            }
+            _ => continue,
+        };
+        let m = wire::parse(&bytes).map_err(|e| anyhow!("bad message: {e}"))?;
+        let sent = match &mut stamps {
+            Stamps::Header => m.header.send_ns,
+            Stamps::Channel(rx) => rx.try_recv().context("no send stamp for a message")?,
+        };
+        if let Some(g) = gate {
+            g.received(m.header.frame);
+        }
+        let measuring = Instant::now() >= from;
+        if measuring {
+            started.get_or_insert_with(|| {
+                (
+                    now,
+                    common::process_cpu_ns(),
+                    minor_faults(),
+                    context_switches(),
+                )
+            });
+            r.messages += 1;
+            r.bytes += bytes.len() as u64;
+            common::record(&mut r.send, now.saturating_sub(sent));
+            if matches!(stamps, Stamps::Header) {
+                common::record(&mut r.publish, now.saturating_sub(m.header.publish_ns));
+                for c in &m.cameras {
+                    common::record(&mut r.capture, now.saturating_sub(c.info.capture_ns));
+                }
+                if let Some(l) = last_frame {
+                    r.gaps += m.header.frame.saturating_sub(l + 1);
+                }
+            }
+        }
+        last_frame = Some(m.header.frame);
+    }
+    if let Some((wall0, cpu0, faults0, switches0)) = started {
+        r.wall_ns = now_ns().saturating_sub(wall0);
+        r.cpu_ns = common::process_cpu_ns() - cpu0;
+        r.faults = minor_faults().saturating_sub(faults0);
+        r.switches = context_switches().saturating_sub(switches0);
+    }
+    Ok(r)
+}
+
+/// Minor page faults of the whole process so far (`/proc/self/stat`, field 10).
+fn minor_faults() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(7)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Context switches (voluntary and not) of the process's live threads so far.
+fn context_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// A bare tokio-tungstenite server: every connection is sent `message` back to back; the
+/// stamp of each send goes to the sender waiting in `stamps`.
+async fn bare_server(
+    listener: TcpListener,
+    tuned: bool,
+    message: Bytes,
+    stamps: Arc<Mutex<Option<mpsc::UnboundedSender<u64>>>>,
+) {
+    while let Ok((tcp, _)) = listener.accept().await {
+        if tuned {
+            let _ = tcp.set_nodelay(true);
+            let _ = socket2::SockRef::from(&tcp)
+                .set_tcp_notsent_lowat(camring_bridge::ws::NOTSENT_LOWAT);
+        }
+        let Some(tx) = stamps.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            continue;
+        };
+        let message = message.clone();
+        tokio::spawn(async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                return;
+            };
+            loop {
+                if tx.send(now_ns()).is_err() {
+                    return;
+                }
+                if ws.send(Message::Binary(message.clone())).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Counters of the bridge read at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    read: u64,
+    sent: u64,
+    dropped: u64,
+    forwarded: u64,
+    encodes: u64,
+}
+
+impl Counts {
+    fn of(m: &camring_bridge::metrics::Metrics) -> Counts {
+        let ws = camring_bridge::metrics::kind("ws");
+        Counts {
+            read: m.frames_read.get(),
+            sent: m.frames_sent.get_or_create(&ws).get(),
+            dropped: m.frames_dropped.get_or_create(&ws).get(),
+            forwarded: m.forwarded.get(),
+            encodes: m.encodes.get(),
+        }
+    }
+
+    fn since(self, o: Counts) -> Counts {
+        Counts {
+            read: self.read - o.read,
+            sent: self.sent - o.sent,
+            dropped: self.dropped - o.dropped,
+            forwarded: self.forwarded - o.forwarded,
+            encodes: self.encodes - o.encodes,
+        }
+    }
+}
+
+/// The producer's side: the ring and what it publishes.
+struct Ring {
+    src: Source,
+    writer: Writer,
+    _guard: RingGuard,
+}
+
+impl Ring {
+    /// Runs the producer at `pace` on its own thread while `f` runs on this one.
+    fn with_producer<T>(
+        &mut self,
+        pace: Pace,
+        gate: &Gate,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<(T, Produced)> {
+        // SYNC POINT: Relaxed: a flag, nothing is published through it.
+        gate.stop.store(false, Ordering::Relaxed);
+        let Ring { src, writer, .. } = self;
+        let (out, produced) = std::thread::scope(|s| {
+            let producer = s.spawn(|| produce(writer, src, pace, gate));
+            let out = f();
+            gate.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = gate.producer.get() {
+                t.unpark();
+            }
+            (out, producer.join())
+        });
+        let produced = produced.map_err(|_| anyhow!("producer panicked"))??;
+        Ok((out?, produced))
+    }
+}
+
+/// The bridge and the runtimes.
+struct Net {
+    server: Runtime,
+    /// One client: a current-thread runtime driven by the calling thread.
+    client1: Runtime,
+    /// Many clients: tasks on 2 workers.
+    clients: Runtime,
+    bridge_addr: SocketAddr,
+    metrics: Arc<camring_bridge::metrics::Metrics>,
+    stop_bridge: tokio::sync::oneshot::Sender<()>,
+    bridge_task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+struct Bench {
+    p: Params,
+    ring: Ring,
+    net: Net,
+}
+
+fn main() -> Result<()> {
+    let full = common::full_run();
+    let p = if full {
+        common::catch_interrupts();
+        Params {
+            size: (1280, 720),
+            warmup_rounds: 2,
+            rounds: 12,
+            run: Duration::from_millis(1500),
+            settle: Duration::from_millis(300),
+            rates: vec![30.0, 60.0],
+            clients: vec![1, 50],
+            passes: 2,
+            case: Duration::from_secs(8),
+            case_warmup: Duration::from_secs(1),
+        }
+    } else {
+        Params {
+            size: (64, 48),
+            warmup_rounds: 0,
+            rounds: 1,
+            run: Duration::from_millis(100),
+            settle: Duration::from_millis(20),
+            rates: vec![30.0, 60.0],
+            clients: vec![1, 4],
+            passes: 1,
+            case: Duration::from_millis(150),
+            case_warmup: Duration::from_millis(50),
+        }
+    };
+    println!("Machine: {}", common::machine());
+    if !full {
+        println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
+    }
+    println!();
+    let mut bench = Bench::new(&p)?;
+    let result = bench.run();
+    let stopped = bench.stop();
+    result.and(stopped)
+}
+
+impl Bench {
+    fn new(p: &Params) -> Result<Bench> {
+        let (w, h) = p.size;
+        let src = Source::new(w, h)?;
+        let name = common::ring_name("ws");
+        let guard = RingGuard(name.clone());
+        let writer = Writer::create(&name, &src.ring_config())?;
+        let server = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bench-server")
+            .enable_all()
+            .build()?;
+        let client1 = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let clients = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bench-clients")
+            .enable_all()
+            .build()?;
+        let mut config = WsConfig::new(name);
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let bridge = server.block_on(WsBridge::bind(config))?;
+        let bridge_addr = bridge.local_addr()?;
+        let metrics = bridge.metrics();
+        let (stop_bridge, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let bridge_task = server.spawn(bridge.run(async move {
+            let _ = stop_rx.await;
+        }));
+        println!(
+            "{CAMERAS} × {w}×{h} JPEG q{QUALITY} (synthetic pattern, made once; every publish \
+             re-stamped): JPEGs {} bytes, {} bytes of payload per message; ring of {SLOTS} \
+             slots\n",
+            src.jpegs
+                .iter()
+                .map(|j| j.len().to_string())
+                .collect::<Vec<_>>()
+                .join(" / "),
+            src.message_payload()
+        );
+        Ok(Bench {
+            p: p.clone(),
+            ring: Ring {
+                src,
+                writer,
+                _guard: guard,
+            },
+            net: Net {
+                server,
+                client1,
+                clients,
+                bridge_addr,
+                metrics,
+                stop_bridge,
+                bridge_task,
+            },
+        })
+    }
+
+    fn run(&mut self) -> Result<()> {
+        let template = self.check()?;
+        self.throughput(template)?;
+        self.latency()
+    }
+
+    /// Stops the bridge (closing its clients) and its ring thread.
+    fn stop(self) -> Result<()> {
+        let Bench { net, ring, .. } = self;
+        let _ = net.stop_bridge.send(());
+        net.server
+            .block_on(net.bridge_task)
+            .context("bridge task")?
+            .context("bridge")?;
+        net.server.shutdown_timeout(Duration::from_secs(1));
+        drop(ring);
+        Ok(())
+    }
+
+    /// One message through the bridge: the JPEGs forwarded byte for byte. Returns the
+    /// message, which the bare servers send.
+    fn check(&mut self) -> Result<Bytes> {
+        let gate = Gate::default();
+        let net = &self.net;
+        let (message, _) = self.ring.with_producer(Pace::Fps(30.0), &gate, || {
+            net.client1.block_on(async {
+                let mut ws = connect(net.bridge_addr).await?;
+                loop {
+                    let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                        .await
+                        .context("no frame from the bridge within 5 s")?
+                        .context("connection closed")??;
+                    if let Message::Binary(b) = m {
+                        return Ok::<_, anyhow::Error>(b);
+                    }
+                }
+            })
+        })?;
+        let m = wire::parse(&message).map_err(|e| anyhow!("bad message: {e}"))?;
+        ensure!(m.cameras.len() == CAMERAS, "{} cameras", m.cameras.len());
+        for (c, cam) in m.cameras.iter().enumerate() {
+            ensure!(
+                cam.payload == self.ring.src.jpegs[c].as_slice(),
+                "camera {c}: the bridge did not forward the ring's JPEG as it is"
+            );
+            ensure!(
+                cam.info.flags & CAM_REENCODED == 0,
+                "camera {c}: re-encoded"
+            );
+        }
+        println!(
+            "Check: a bridge message carries the ring's 4 JPEGs byte for byte ({} bytes, \
+             forwarded, not re-encoded); the bare servers send this very message.\n",
+            message.len()
+        );
+        Ok(message)
+    }
+
+    // ------------------------------------------------------------ A. throughput
+
+    fn throughput(&mut self, template: Bytes) -> Result<()> {
+        let p = self.p.clone();
+        let mut bare_addrs = Vec::new();
+        let mut bare_slots = Vec::new();
+        for tuned in [true, false] {
+            let listener = self
+                .net
+                .server
+                .block_on(TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))))?;
+            bare_addrs.push(listener.local_addr()?);
+            let slot = Arc::new(Mutex::new(None));
+            bare_slots.push(Arc::clone(&slot));
+            self.net
+                .server
+                .spawn(bare_server(listener, tuned, template.clone(), slot));
+        }
+        let labels = [
+            "bridge: ring → WsBridge → client",
+            "bare tokio-tungstenite, bridge's socket options",
+            "bare tokio-tungstenite, default socket",
+        ];
+        let n = labels.len();
+        let mut total: Vec<Recv> = (0..n).map(|_| Recv::new()).collect();
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut cores: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut cpu_per_msg: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut ratio = Vec::new();
+        let mut ratio_default = Vec::new();
+        let mut orders = Vec::new();
+        let mut producer = Produced::default();
+        let mut producer_wall = 0u64;
+        let mut order = Order::new(0x5eed_0fb1_d9e5);
+        let counts0 = Counts::of(&self.net.metrics);
+        for round in 0..p.warmup_rounds + p.rounds {
+            common::check_interrupt()?;
+            let measured = round >= p.warmup_rounds;
+            let mut round_rate = vec![0.0; n];
+            let vs = order.shuffled(n);
+            for &v in &vs {
+                let (r, produced) = if v == 0 {
+                    let gate = Arc::new(Gate::default());
+                    let net = &self.net;
+                    let g = Arc::clone(&gate);
+                    let (r, produced) =
+                        self.ring.with_producer(Pace::Ahead(AHEAD), &gate, || {
+                            net.client1.block_on(async {
+                                let ws = connect(net.bridge_addr).await?;
+                                let from = Instant::now() + p.settle;
+                                receive(ws, Stamps::Header, Some(&g), from, from + p.run).await
+                            })
+                        })?;
+                    (r, Some(produced))
+                } else {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    *bare_slots[v - 1].lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+                    let addr = bare_addrs[v - 1];
+                    let r = self.net.client1.block_on(async {
+                        let ws = connect(addr).await?;
+                        let from = Instant::now() + p.settle;
+                        receive(ws, Stamps::Channel(rx), None, from, from + p.run).await
+                    })?;
+                    (r, None)
+                };
+                ensure!(r.messages > 0, "{}: no message received", labels[v]);
+                round_rate[v] = r.fps();
+                if measured {
+                    rates[v].push(r.fps());
+                    cores[v].push(r.cpu_ns as f64 / r.wall_ns as f64);
+                    cpu_per_msg[v].push(r.cpu_ns as f64 / r.messages as f64);
+                    total[v].add(&r)?;
+                    total[v].faults += r.faults;
+                    total[v].switches += r.switches;
+                    if let Some(pr) = produced {
+                        producer.published += pr.published;
+                        producer.cpu_ns += pr.cpu_ns;
+                        producer_wall += (p.settle + p.run).as_nanos() as u64;
+                    }
+                }
+            }
+            if measured {
+                ratio.push(round_rate[0] / round_rate[1]);
+                ratio_default.push(round_rate[0] / round_rate[2]);
+                orders.push(vs);
+            }
+        }
+        let counts = Counts::of(&self.net.metrics).since(counts0);
+
+        println!("## A. Throughput: one client over loopback, bridge vs bare tokio-tungstenite\n");
+        println!(
+            "{} rounds (after {} warm-up rounds) of the 3 variants in a fresh random order, \
+             each a new connection measured for {:.1} s after {:.1} s; the producer keeps {AHEAD} \
+             multi-frames ahead of the bridge's client. Latency: bridge `send_ns` (stamped \
+             before building the message) → received and parsed; bare: the server starting \
+             `send` → received and parsed.\n",
+            p.rounds,
+            p.warmup_rounds,
+            p.run.as_secs_f64(),
+            p.settle.as_secs_f64()
+        );
+        let mut t = Table::new(&[
+            "variant",
+            "messages/s",
+            "MB/s",
+            "messages/s per round",
+            "CPU (cores)",
+            "CPU per message",
+            "page faults per message",
+            "context switches per message",
+            "send → receive p50",
+            "p99",
+            "publish → receive p50",
+            "p99",
+            "capture → receive p50",
+            "p99",
+        ]);
+        for v in 0..n {
+            let r = &total[v];
+            let mean_size = r.bytes as f64 / r.messages.max(1) as f64;
+            let rate = median(&rates[v]);
+            let bridge_only = |h: &Histogram<u64>, q: f64| {
+                if v == 0 {
+                    fmt_ns(h.value_at_quantile(q) as f64)
+                } else {
+                    "-".to_owned()
+                }
+            };
+            t.row(vec![
+                labels[v].to_owned(),
+                format!("{rate:.0}"),
+                format!("{:.0}", rate * mean_size / 1e6),
+                rates[v]
+                    .iter()
+                    .map(|x| format!("{x:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                format!("{:.2}", median(&cores[v])),
+                fmt_ns(median(&cpu_per_msg[v])),
+                format!("{:.1}", r.faults as f64 / r.messages.max(1) as f64),
+                format!("{:.1}", r.switches as f64 / r.messages.max(1) as f64),
+                fmt_ns(r.send.value_at_quantile(0.5) as f64),
+                fmt_ns(r.send.value_at_quantile(0.99) as f64),
+                bridge_only(&r.publish, 0.5),
+                bridge_only(&r.publish, 0.99),
+                bridge_only(&r.capture, 0.5),
+                bridge_only(&r.capture, 0.99),
+            ]);
+        }
+        t.print();
+        let range = |xs: &[f64]| {
+            format!(
+                "{:.3}–{:.3}",
+                xs.iter().copied().fold(f64::INFINITY, f64::min),
+                xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            )
+        };
+        println!(
+            "bridge / bare (bridge's socket options), messages/s: median of the {} per-round \
+             ratios **{:.3}** (goal ≥ 0.9), range {}; ratio of the medians {:.3}",
+            ratio.len(),
+            median(&ratio),
+            range(&ratio),
+            median(&rates[0]) / median(&rates[1])
+        );
+        println!(
+            "bridge / bare (default socket): median {:.3}, range {}",
+            median(&ratio_default),
+            range(&ratio_default)
+        );
+        println!(
+            "per-round ratios (bridge / bare): {}",
+            ratio
+                .iter()
+                .map(|x| format!("{x:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "orders (0 bridge, 1 bare, 2 bare default): {}\n",
+            orders
+                .iter()
+                .map(|o| o.iter().map(|v| v.to_string()).collect::<String>())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        println!(
+            "Bridge, all rounds incl. warm-up and settling: producer published {}, ring thread \
+             read {}, frames sent {}, dropped (replaced while pending) {}, camera images \
+             forwarded {} / re-encoded {}; producer thread CPU {:.2} cores while the bridge ran \
+             (measured rounds).\n",
+            self.published_total(),
+            counts.read,
+            counts.sent,
+            counts.dropped,
+            counts.forwarded,
+            counts.encodes,
+            producer.cpu_ns as f64 / producer_wall.max(1) as f64
+        );
+        Ok(())
+    }
+
+    fn published_total(&self) -> u64 {
+        self.ring.writer.next_frame()
+    }
+
+    // ------------------------------------------------------------ B. latency
+
+    fn latency(&mut self) -> Result<()> {
+        let p = self.p.clone();
+        let mut cases = Vec::new();
+        for &fps in &p.rates {
+            for &n in &p.clients {
+                cases.push((fps, n));
+            }
+        }
+        let mut results: Vec<Vec<Case>> = cases.iter().map(|_| Vec::new()).collect();
+        for pass in 0..p.passes {
+            let mut idx: Vec<usize> = (0..cases.len()).collect();
+            if pass % 2 == 1 {
+                idx.reverse();
+            }
+            for i in idx {
+                common::check_interrupt()?;
+                let (fps, n) = cases[i];
+                results[i].push(self.case(fps, n)?);
+            }
+        }
+
+        println!("## B. Capture → receive: producer at a camera rate, 1 and many clients\n");
+        println!(
+            "{} pass(es) over the cases (the second in reverse order), each measured for {:.1} \
+             s after {:.1} s with fresh connections; clients are tokio tasks on a 2-worker \
+             runtime in the bench process, sharing the 2 cores with the producer and the \
+             bridge. `capture_ns` is stamped when the producer starts the publish (the JPEGs \
+             are pre-made: a real camera group adds its capture → publish). Latencies are \
+             per camera image (capture) or per message (publish, send), over all clients and \
+             passes.\n",
+            p.passes,
+            p.case.as_secs_f64(),
+            p.case_warmup.as_secs_f64()
+        );
+        let mut t = Table::new(&[
+            "fps",
+            "clients",
+            "messages",
+            "per-client fps min",
+            "median",
+            "capture → receive p50",
+            "p99",
+            "max",
+            "publish → receive p50",
+            "p99",
+            "send → receive p50",
+            "p99",
+            "dropped (bridge)",
+            "gaps (clients)",
+            "late ticks",
+            "CPU (cores)",
+        ]);
+        let mut per_pass = Table::new(&[
+            "fps",
+            "clients",
+            "pass",
+            "capture → receive p50",
+            "p99",
+            "per-client fps min",
+            "median",
+            "dropped",
+            "CPU (cores)",
+        ]);
+        for (i, runs) in results.iter().enumerate() {
+            let (fps, n) = cases[i];
+            let mut all = Recv::new();
+            let mut client_fps = Vec::new();
+            let (mut dropped, mut late) = (0, 0);
+            let mut cpu = Vec::new();
+            for (k, c) in runs.iter().enumerate() {
+                let mut pass = Recv::new();
+                let fpss: Vec<f64> = c.recvs.iter().map(Recv::fps).collect();
+                for r in &c.recvs {
+                    pass.add(r)?;
+                }
+                all.add(&pass)?;
+                client_fps.extend(&fpss);
+                dropped += c.counts.dropped;
+                late += c.late;
+                cpu.push(c.cores);
+                per_pass.row(vec![
+                    format!("{fps:.0}"),
+                    n.to_string(),
+                    (k + 1).to_string(),
+                    fmt_ns(pass.capture.value_at_quantile(0.5) as f64),
+                    fmt_ns(pass.capture.value_at_quantile(0.99) as f64),
+                    format!("{:.1}", fpss.iter().copied().fold(f64::INFINITY, f64::min)),
+                    format!("{:.1}", median(&fpss)),
+                    c.counts.dropped.to_string(),
+                    format!("{:.2}", c.cores),
+                ]);
+            }
+            t.row(vec![
+                format!("{fps:.0}"),
+                n.to_string(),
+                all.messages.to_string(),
+                format!(
+                    "{:.1}",
+                    client_fps.iter().copied().fold(f64::INFINITY, f64::min)
+                ),
+                format!("{:.1}", median(&client_fps)),
+                fmt_ns(all.capture.value_at_quantile(0.5) as f64),
+                fmt_ns(all.capture.value_at_quantile(0.99) as f64),
+                fmt_ns(all.capture.max() as f64),
+                fmt_ns(all.publish.value_at_quantile(0.5) as f64),
+                fmt_ns(all.publish.value_at_quantile(0.99) as f64),
+                fmt_ns(all.send.value_at_quantile(0.5) as f64),
+                fmt_ns(all.send.value_at_quantile(0.99) as f64),
+                dropped.to_string(),
+                all.gaps.to_string(),
+                late.to_string(),
+                format!("{:.2}", median(&cpu)),
+            ]);
+        }
+        t.print();
+        per_pass.print();
+        println!(
+            "dropped (bridge): `camring_bridge_frames_dropped_total{{kind=\"ws\"}}` over the \
+             measured window, all clients; gaps: frame numbers missing between consecutive \
+             messages, summed over the clients; late ticks: producer ticks skipped because it \
+             was more than a period late.\n"
+        );
+        Ok(())
+    }
+
+    fn case(&mut self, fps: f64, n: usize) -> Result<Case> {
+        let p = &self.p;
+        let gate = Gate::default();
+        let net = &self.net;
+        let ((recvs, counts, cores), produced) =
+            self.ring.with_producer(Pace::Fps(fps), &gate, || {
+                net.clients.block_on(async {
+                    let conns =
+                        futures_util::future::join_all((0..n).map(|_| connect(net.bridge_addr)))
+                            .await;
+                    let from = Instant::now() + p.case_warmup;
+                    let until = from + p.case;
+                    let mut tasks = Vec::new();
+                    for ws in conns {
+                        let ws = ws?;
+                        tasks.push(tokio::spawn(receive(ws, Stamps::Header, None, from, until)));
+                    }
+                    tokio::time::sleep_until(from).await;
+                    let c0 = Counts::of(&net.metrics);
+                    let (cpu0, wall0) = (common::process_cpu_ns(), now_ns());
+                    tokio::time::sleep_until(until).await;
+                    let counts = Counts::of(&net.metrics).since(c0);
+                    let cores = (common::process_cpu_ns() - cpu0) as f64
+                        / now_ns().saturating_sub(wall0).max(1) as f64;
+                    let mut recvs = Vec::new();
+                    for t in tasks {
+                        let r = t.await.context("client task")??;
+                        ensure!(r.messages > 0, "a client received no frame");
+                        recvs.push(r);
+                    }
+                    Ok((recvs, counts, cores))
+                })
+            })?;
+        Ok(Case {
+            recvs,
+            counts,
+            cores,
+            late: produced.late,
+        })
+    }
+}
+
+/// One run of a latency case.
+#[derive(Debug)]
+struct Case {
+    recvs: Vec<Recv>,
+    counts: Counts,
+    cores: f64,
+    late: u64,
+}
