@@ -165,3 +165,205 @@ pub fn summary(out: &Output) -> serde_json::Value {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+// ---------------------------------------------------------------------------------------
+// `camring bridge ws` (tests/bridge.rs): the bridge process, plain HTTP and /metrics.
+// ---------------------------------------------------------------------------------------
+
+/// A running `camring bridge ws` (killed when dropped), its address and its stderr so far.
+pub struct Bridge {
+    pub proc: Proc,
+    pub addr: std::net::SocketAddr,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Bridge {
+    /// Starts `camring bridge ws --ring RING --listen 127.0.0.1:0 EXTRA...` and waits for
+    /// the `listening on http://ADDR/` line (its stderr keeps being collected).
+    pub fn start(ring: &str, extra: &[&str]) -> Bridge {
+        use std::io::BufRead;
+        let mut args = vec!["bridge", "ws", "--ring", ring, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut proc = Proc::spawn(&args);
+        let stderr = proc.child.stderr.take().expect("stderr piped");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line
+                    .split("listening on http://")
+                    .nth(1)
+                    .and_then(|rest| rest.split('/').next())
+                    .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                {
+                    let _ = tx.send(addr);
+                }
+                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = proc.child.kill();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "the bridge never said where it listens; stderr:\n{}",
+                    log.lock().unwrap_or_else(|e| e.into_inner())
+                );
+            }
+        };
+        Bridge { proc, addr, log }
+    }
+
+    /// Its stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `ws://ADDR` followed by `path_and_query`.
+    pub fn ws_url(&self, path_and_query: &str) -> String {
+        format!("ws://{}{path_and_query}", self.addr)
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.proc.child.try_wait(), Ok(None))
+    }
+}
+
+/// A plain HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Splits an HTTP/1.1 response head (up to, not including, the blank line) into status
+/// and headers.
+pub fn parse_http_head(head: &str) -> Option<(u16, Vec<(String, String)>)> {
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Some((status, headers))
+}
+
+/// Index just past the first `\r\n\r\n` of `buf`.
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line = body.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&body[..line]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        body = &body[line + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(body.get(..size)?);
+        body = body.get(size + 2..)?;
+    }
+}
+
+/// `GET target` over a new connection (`Connection: close` unless `headers` has another
+/// `Connection`: then it should include `close`), with extra request headers;
+/// the whole response (chunked bodies decoded). Gives up after 20 s.
+pub async fn http_get(
+    addr: std::net::SocketAddr,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+    let exchange = async {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+        let mut request = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n");
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        {
+            request.push_str("Connection: close\r\n");
+        }
+        for (n, v) in headers {
+            request.push_str(&format!("{n}: {v}\r\n"));
+        }
+        request.push_str("\r\n");
+        tcp.write_all(request.as_bytes()).await?;
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(20), exchange)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "GET took over 20 s"))??;
+    let end = head_end(&raw).ok_or_else(|| bad("no response head"))?;
+    let head = String::from_utf8_lossy(&raw[..end - 4]).into_owned();
+    let (status, headers) = parse_http_head(&head).ok_or_else(|| bad("bad status line"))?;
+    let mut response = HttpResponse {
+        status,
+        headers,
+        body: raw[end..].to_vec(),
+    };
+    if response
+        .header("transfer-encoding")
+        .is_some_and(|t| t.contains("chunked"))
+    {
+        response.body = dechunk(&response.body).ok_or_else(|| bad("bad chunked body"))?;
+    }
+    Ok(response)
+}
+
+/// The samples of a Prometheus text exposition: `name{labels}` (as written) to value.
+pub fn parse_metrics(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            Some((key.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The bridge's `/metrics` (with `?token=` when given), parsed; panics unless 200.
+pub async fn bridge_metrics(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+) -> std::collections::HashMap<String, f64> {
+    let target = match token {
+        Some(t) => format!("/metrics?token={t}"),
+        None => "/metrics".to_owned(),
+    };
+    let r = http_get(addr, &target, &[]).await.expect("GET /metrics");
+    assert_eq!(r.status, 200, "/metrics: {}", r.text());
+    parse_metrics(&r.text())
+}
+
+/// One sample of `metrics` (0 when the series does not exist yet, as for a label set no
+/// event created).
+pub fn metric(metrics: &std::collections::HashMap<String, f64>, key: &str) -> f64 {
+    metrics.get(key).copied().unwrap_or(0.0)
+}
