@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use camring_reader::{Verdict, Verifier};
 use camring_shm::clock::now_ns;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
+use rustix::process::Signal;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -190,6 +192,8 @@ struct Checker {
     while_paused: usize,
     stats: Vec<Stats>,
     errors: Vec<String>,
+    /// `log` messages: level and text.
+    logs: Vec<(String, String)>,
     verified: u64,
     missing: u64,
     downscaled: u64,
@@ -210,6 +214,7 @@ impl Checker {
             while_paused: 0,
             stats: Vec::new(),
             errors: Vec::new(),
+            logs: Vec::new(),
             verified: 0,
             missing: 0,
             downscaled: 0,
@@ -260,7 +265,12 @@ impl Checker {
                 self.errors.push(e.message.clone());
                 Event::Error(e.message)
             }
-            ServerMessage::Log(_) => Event::Log,
+            ServerMessage::Log(l) => {
+                let level = serde_json::to_value(l.level).expect("level");
+                self.logs
+                    .push((level.as_str().unwrap_or("?").to_owned(), l.message));
+                Event::Log
+            }
         }
     }
 
@@ -1353,9 +1363,25 @@ fn garbage_from_clients_is_refused_and_harms_nobody_else() {
             );
             eprintln!("{what}: {status:?}");
         }
-        // The half handshakes hang on a while longer, the good client reading meanwhile.
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        drop(silent);
+        // The half handshakes are not kept open for ever: the server closes each (with a
+        // 408 or without a word) once it gave up waiting for the rest of its headers. The
+        // good client reads all along.
+        for mut tcp in silent {
+            use tokio::io::AsyncReadExt;
+            let mut answer = Vec::new();
+            let read = tokio::time::timeout(PATIENCE, tcp.read_to_end(&mut answer)).await;
+            assert!(
+                read.is_ok(),
+                "a half handshake still open after {PATIENCE:?}"
+            );
+            let status = head_end(&answer)
+                .and_then(|end| parse_http_head(&String::from_utf8_lossy(&answer[..end - 4])))
+                .map(|(s, _)| s);
+            assert!(
+                status.is_none_or(|s| (400..500).contains(&s)),
+                "a half handshake answered {status:?}"
+            );
+        }
 
         stop.store(1, Ordering::Relaxed);
         let (c, from, window) = good.await.expect("good client");
@@ -1384,5 +1410,717 @@ fn garbage_from_clients_is_refused_and_harms_nobody_else() {
         assert!(metric(&m, "camring_bridge_protocol_errors_total") >= 2.0);
         assert!(metric(&m, r#"camring_bridge_refused_total{reason="parameter"}"#) >= 20.0);
     });
+    assert!(!bridge.log().contains("panicked"), "{}", bridge.log());
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Token and client limit
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn token_is_required_everywhere_but_healthz() {
+    let _serial = one_at_a_time();
+    let ring = ring_name("wstoken");
+    let _g = RingGuard(ring.clone());
+    let _p = producer(&ring, 2, "320x240", 30, "jpeg");
+    let mut bridge = Bridge::start(&ring, &["--token", "secret"]);
+    let addr = bridge.addr;
+    runtime().block_on(async {
+        let none = Dial::default();
+        let wrong_bearer = Dial {
+            bearer: Some("guess".into()),
+            ..Dial::default()
+        };
+        assert_eq!(refused_status(addr, "/ws", &none).await, 401, "no token");
+        assert_eq!(refused_status(addr, "/ws?token=guess", &none).await, 401);
+        assert_eq!(refused_status(addr, "/ws?token=", &none).await, 401);
+        assert_eq!(
+            refused_status(addr, "/ws?token=secretsecret", &none).await,
+            401
+        );
+        assert_eq!(refused_status(addr, "/ws?token=secre", &none).await, 401);
+        assert_eq!(refused_status(addr, "/ws", &wrong_bearer).await, 401);
+        // The token before the parameters: a bad parameter with no token is still a 401.
+        assert_eq!(refused_status(addr, "/ws?quality=200", &none).await, 401);
+        // The right token: in the URL, or as a bearer header.
+        let mut c = Checker::new("token in the URL");
+        let mut ws = connect(addr, "/ws?token=secret&quality=60").await;
+        for _ in 0..5 {
+            next_frame(&mut ws, &mut c).await;
+        }
+        let bearer = Dial {
+            bearer: Some("secret".into()),
+            ..Dial::default()
+        };
+        let mut c2 = Checker::new("token as a bearer header");
+        let mut ws2 = dial(addr, "/ws?cameras=1", &bearer)
+            .await
+            .expect("bearer accepted");
+        for _ in 0..5 {
+            next_frame(&mut ws2, &mut c2).await;
+        }
+        assert!(c2.frames.iter().all(|g| g.ids == [1]));
+        // HTTP: /metrics, /snapshot and /mjpeg need it, /healthz does not.
+        let auth = [("Authorization", "Bearer secret")];
+        let bad_auth = [("Authorization", "Bearer nope")];
+        for path in ["/metrics", "/snapshot/0.jpg", "/mjpeg/0"] {
+            let r = http_get(addr, path, &[]).await.expect("GET");
+            assert_eq!(r.status, 401, "{path} without a token: {}", r.text());
+            let r = http_get(addr, path, &bad_auth).await.expect("GET");
+            assert_eq!(r.status, 401, "{path} with a wrong token");
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let r = http_get(addr, &format!("{path}{sep}token=wrong"), &[])
+                .await
+                .expect("GET");
+            assert_eq!(r.status, 401, "{path}?token=wrong");
+        }
+        let r = http_get(addr, "/metrics?token=secret", &[])
+            .await
+            .expect("GET");
+        assert_eq!(r.status, 200);
+        assert!(r.text().contains("camring_bridge_frames_read_total"));
+        let r = http_get(addr, "/metrics", &auth).await.expect("GET");
+        assert_eq!(r.status, 200);
+        for (target, headers) in [
+            ("/snapshot/0.jpg?token=secret", &[][..]),
+            ("/snapshot/0.jpg", &auth[..]),
+        ] {
+            let r = http_get(addr, target, headers).await.expect("GET");
+            assert_eq!(r.status, 200, "{target}: {}", r.text());
+            assert_eq!(r.header("content-type"), Some("image/jpeg"));
+            let sequence: u64 = r
+                .header("x-camring-sequence")
+                .and_then(|v| v.parse().ok())
+                .expect("x-camring-sequence");
+            camring_jpeg::Decoder::new()
+                .expect("decoder")
+                .verify_pattern(&r.body, 320, 240, 0, sequence)
+                .unwrap_or_else(|e| panic!("{target}: {e}"));
+        }
+        let r = http_get(addr, "/healthz", &[]).await.expect("GET");
+        assert_eq!(r.status, 200, "/healthz needs no token: {}", r.text());
+        let m = bridge_metrics(addr, Some("secret")).await;
+        let refused = metric(&m, r#"camring_bridge_refused_total{reason="token"}"#);
+        assert!(refused >= 16.0, "refusals counted: {refused}");
+        assert_eq!(metric(&m, r#"camring_bridge_clients{kind="ws"}"#), 2.0);
+        // The clients were served all along.
+        for _ in 0..3 {
+            next_frame(&mut ws, &mut c).await;
+            next_frame(&mut ws2, &mut c2).await;
+        }
+    });
+    assert!(bridge.alive());
+    assert!(!bridge.log().contains("panicked"), "{}", bridge.log());
+}
+
+#[test]
+fn client_limit_refuses_with_503_and_frees_the_place_of_one_that_left() {
+    let _serial = one_at_a_time();
+    let ring = ring_name("wsfull");
+    let _g = RingGuard(ring.clone());
+    let _p = producer(&ring, 2, "320x240", 30, "jpeg");
+    let bridge = Bridge::start(&ring, &["--max-clients", "2"]);
+    let addr = bridge.addr;
+    runtime().block_on(async {
+        let mut a = Checker::new("first");
+        let mut ws_a = connect(addr, "/ws").await;
+        next_frame(&mut ws_a, &mut a).await;
+        let mut b = Checker::new("second");
+        let mut ws_b = connect(addr, "/ws?quality=50").await;
+        next_frame(&mut ws_b, &mut b).await;
+        for _ in 0..3 {
+            assert_eq!(refused_status(addr, "/ws", &Dial::default()).await, 503);
+        }
+        // MJPEG clients count too.
+        let r = http_get(addr, "/mjpeg/0", &[]).await.expect("GET");
+        assert_eq!(r.status, 503, "{}", r.text());
+        // A refused client takes no place: both are still served.
+        next_frame(&mut ws_a, &mut a).await;
+        next_frame(&mut ws_b, &mut b).await;
+        // One leaves; its place is given to the next one (once the server noticed).
+        ws_a.close(None).await.expect("close");
+        drop(ws_a);
+        let deadline = Instant::now() + PATIENCE;
+        let mut refusals_meanwhile = 0;
+        let mut ws_c = loop {
+            match dial(addr, "/ws?cameras=0", &Dial::default()).await {
+                Ok(ws) => break ws,
+                Err(tungstenite::Error::Http(r)) if r.status() == 503 => {
+                    refusals_meanwhile += 1;
+                    assert!(Instant::now() < deadline, "the place never came free");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("third client: {e}"),
+            }
+        };
+        let mut c = Checker::new("third");
+        for _ in 0..5 {
+            next_frame(&mut ws_c, &mut c).await;
+        }
+        assert!(c.frames.iter().all(|g| g.ids == [0]));
+        // Full again.
+        assert_eq!(refused_status(addr, "/ws", &Dial::default()).await, 503);
+        next_frame(&mut ws_b, &mut b).await;
+        let m = bridge_metrics(addr, None).await;
+        assert_eq!(metric(&m, r#"camring_bridge_clients{kind="ws"}"#), 2.0);
+        assert!(metric(&m, r#"camring_bridge_refused_total{reason="full"}"#) >= 5.0);
+        eprintln!("503s while the first client's place came free: {refusals_meanwhile}");
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Encodes grow with distinct settings, not with clients
+// ---------------------------------------------------------------------------------------
+
+/// Connects a client per query, lets each get a few frames, then reads `/metrics` before and
+/// after `window` while they all keep reading (and checking) at full rate.
+async fn metrics_around(
+    addr: std::net::SocketAddr,
+    queries: &[&'static str],
+    window: Duration,
+) -> (Vec<Checker>, HashMap<String, f64>, HashMap<String, f64>) {
+    let ready = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, &query)| {
+            let (ready, stop) = (Arc::clone(&ready), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut c = Checker::new(format!("client {i} /ws{query}"));
+                let mut ws = connect(addr, &format!("/ws{query}")).await;
+                for _ in 0..3 {
+                    next_frame(&mut ws, &mut c).await;
+                }
+                ready.fetch_add(1, Ordering::Relaxed);
+                while stop.load(Ordering::Relaxed) == 0 {
+                    read_until(&mut ws, &mut c, Instant::now() + Duration::from_millis(100)).await;
+                }
+                let _ = ws.close(None).await;
+                c
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + PATIENCE;
+    while ready.load(Ordering::Relaxed) < queries.len() as u64 {
+        assert!(Instant::now() < deadline, "clients got no frames");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = bridge_metrics(addr, None).await;
+    tokio::time::sleep(window).await;
+    let after = bridge_metrics(addr, None).await;
+    stop.store(1, Ordering::Relaxed);
+    let mut clients = Vec::new();
+    for t in tasks {
+        clients.push(t.await.expect("client"));
+    }
+    (clients, before, after)
+}
+
+fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, key: &str) -> f64 {
+    metric(after, key) - metric(before, key)
+}
+
+#[test]
+fn encodes_grow_with_distinct_settings_not_with_clients() {
+    let _serial = one_at_a_time();
+    const CAMERAS: f64 = 2.0;
+    const WINDOW: Duration = Duration::from_secs(5);
+    let ring = ring_name("wsenc");
+    let _g = RingGuard(ring.clone());
+    let _p = producer(&ring, 2, "320x240", 20, "rgb8");
+    let bridge = Bridge::start(&ring, &[]);
+    let addr = bridge.addr;
+    let rt = runtime();
+    let same = ["?quality=70"; 10];
+    let spread = [
+        "?quality=50",
+        "?quality=50",
+        "?quality=50",
+        "?quality=50",
+        "?quality=70",
+        "?quality=70",
+        "?quality=70",
+        "?quality=90",
+        "?quality=90&fps=0",
+        "?quality=90&skip=1",
+    ];
+    let mut figures = Vec::new();
+    for (what, queries, low, high) in [
+        ("10 clients, 1 setting", &same, 0.8, 1.2),
+        ("10 clients, 3 settings", &spread, 2.5, 3.6),
+    ] {
+        let (clients, before, after) = rt.block_on(metrics_around(addr, queries, WINDOW));
+        let read = delta(&before, &after, "camring_bridge_frames_read_total");
+        let encodes = delta(&before, &after, "camring_bridge_encodes_total");
+        let forwarded = delta(&before, &after, "camring_bridge_forwarded_total");
+        let sent = delta(
+            &before,
+            &after,
+            r#"camring_bridge_frames_sent_total{kind="ws"}"#,
+        );
+        let per_frame = encodes / read / CAMERAS;
+        let spans: Vec<u64> = clients.iter().map(|c| span(&c.frames)).collect();
+        let encode_ms = delta(&before, &after, "camring_bridge_encode_seconds_sum") * 1000.0
+            / delta(&before, &after, "camring_bridge_encode_seconds_count");
+        figures.push(format!(
+            "{what}: {read} frames read, {encodes} encodes ({per_frame:.2} x cameras per frame), \
+             {sent} messages sent, {encode_ms:.1} ms per encode; client spans {spans:?}"
+        ));
+        assert!(
+            read >= 20.0,
+            "{what}: only {read} frames read in {WINDOW:?}"
+        );
+        assert_eq!(
+            forwarded, 0.0,
+            "{what}: nothing to forward from an rgb8 ring"
+        );
+        assert!(
+            (low..=high).contains(&per_frame),
+            "{what}: {encodes} encodes for {read} frames of {CAMERAS} cameras: {per_frame:.2} \
+             per camera and frame, expected {low}..{high}"
+        );
+        // Each client had its share (every image re-encoded from rgb8, as asked).
+        assert!(
+            sent >= read * queries.len() as f64 * 0.5,
+            "{what}: {sent} sent"
+        );
+        for c in &clients {
+            assert!(
+                c.frames.len() >= 10,
+                "{}: {} frames",
+                c.name,
+                c.frames.len()
+            );
+        }
+    }
+    eprintln!("{}", figures.join("\n"));
+}
+
+#[test]
+fn jpeg_ring_at_default_quality_is_forwarded_as_is() {
+    let _serial = one_at_a_time();
+    let ring = ring_name("wsfwd");
+    let _g = RingGuard(ring.clone());
+    let _p = producer(&ring, 2, "320x240", 20, "jpeg");
+    let bridge = Bridge::start(&ring, &[]);
+    let addr = bridge.addr;
+    // One variant (the default quality, no size limit) whatever the cameras asked for.
+    let queries = ["", "", "", "?quality=80", "?cameras=1", "?cameras=0,1"];
+    let (clients, before, after) =
+        runtime().block_on(metrics_around(addr, &queries, Duration::from_secs(4)));
+    let read = delta(&before, &after, "camring_bridge_frames_read_total");
+    let encodes = delta(&before, &after, "camring_bridge_encodes_total");
+    let forwarded = delta(&before, &after, "camring_bridge_forwarded_total");
+    eprintln!("jpeg ring: {read} frames read, {forwarded} images forwarded, {encodes} encodes");
+    assert!(read >= 20.0, "only {read} frames read");
+    assert_eq!(
+        encodes, 0.0,
+        "a JPEG at a quality at least the ring's is never encoded"
+    );
+    // Once per camera and frame, whatever the number of clients.
+    assert!(
+        forwarded >= read * 2.0 * 0.8 && forwarded <= read * 2.0 * 1.2,
+        "{forwarded} forwarded for {read} frames of 2 cameras"
+    );
+    for c in &clients {
+        assert!(c.frames.len() >= 10, "{}", c.name);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Snapshots and MJPEG
+// ---------------------------------------------------------------------------------------
+
+/// Checks a JPEG of camera `camera`: decodes to `width` × `height` and carries the camera's
+/// pattern; returns the sequence its code band names. At the ring's size the whole image is
+/// checked, downscaled its code band.
+fn check_jpeg(jpeg: &[u8], camera: u32, width: u32, height: u32, full: bool) -> u32 {
+    let mut d = camring_jpeg::Decoder::new().expect("decoder");
+    let (w, h, rgb) = d.decode_rgb(jpeg).expect("a JPEG");
+    assert_eq!((w, h), (width, height), "JPEG size");
+    let (cam, seq) = camring_protocol::pattern::read_code_rgb(rgb, w, h)
+        .or_else(|_| camring_reader::read_code_scaled(rgb, w, h, 320, 240))
+        .expect("a readable code band");
+    assert_eq!(u32::from(cam), camera, "the code band names another camera");
+    if full {
+        d.verify_pattern(jpeg, width, height, camera, u64::from(seq))
+            .expect("the whole pattern");
+    }
+    seq
+}
+
+/// A `multipart/x-mixed-replace` response read part by part (through chunked transfer
+/// encoding when the server uses it).
+struct Multipart {
+    tcp: TcpStream,
+    raw: Vec<u8>,
+    chunked: bool,
+    body: Vec<u8>,
+    boundary: String,
+}
+
+impl Multipart {
+    async fn open(addr: std::net::SocketAddr, target: &str) -> Result<Multipart, HttpResponse> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.expect("request");
+        let mut raw = Vec::new();
+        let end = loop {
+            if let Some(end) = head_end(&raw) {
+                break end;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(PATIENCE, tcp.read(&mut chunk))
+                .await
+                .expect("response in time")
+                .expect("read");
+            assert!(n > 0, "closed before the response head");
+            raw.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&raw[..end - 4]).into_owned();
+        let (status, headers) = parse_http_head(&head).expect("HTTP head");
+        let response = HttpResponse {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let content_type = response.header("content-type").unwrap_or("").to_owned();
+        if status != 200 {
+            return Err(response);
+        }
+        let boundary = content_type
+            .strip_prefix("multipart/x-mixed-replace; boundary=")
+            .unwrap_or_else(|| panic!("{target}: content type {content_type:?}"))
+            .to_owned();
+        let chunked = response
+            .header("transfer-encoding")
+            .is_some_and(|t| t.contains("chunked"));
+        Ok(Multipart {
+            tcp,
+            raw: raw[end..].to_vec(),
+            chunked,
+            body: Vec::new(),
+            boundary,
+        })
+    }
+
+    /// Moves whole chunks from `raw` to `body`.
+    fn dechunk(&mut self) {
+        if !self.chunked {
+            self.body.append(&mut self.raw);
+            return;
+        }
+        loop {
+            let Some(line) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let size = std::str::from_utf8(&self.raw[..line]).expect("chunk size");
+            let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
+            if self.raw.len() < line + 2 + size + 2 {
+                return;
+            }
+            let data = &self.raw[line + 2..line + 2 + size];
+            self.body.extend_from_slice(data);
+            self.raw.drain(..line + 2 + size + 2);
+        }
+    }
+
+    /// The next part: its headers and its bytes.
+    async fn part(&mut self) -> (HashMap<String, String>, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            self.dechunk();
+            if let Some(end) = head_end(&self.body) {
+                let head = String::from_utf8_lossy(&self.body[..end - 4]).into_owned();
+                let mut lines = head.split("\r\n");
+                assert_eq!(
+                    lines.next(),
+                    Some(format!("--{}", self.boundary).as_str()),
+                    "a part starts with the boundary"
+                );
+                let headers: HashMap<String, String> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
+                let len: usize = headers["content-length"].parse().expect("length");
+                if self.body.len() >= end + len + 2 {
+                    let jpeg = self.body[end..end + len].to_vec();
+                    assert_eq!(&self.body[end + len..end + len + 2], b"\r\n");
+                    self.body.drain(..end + len + 2);
+                    return (headers, jpeg);
+                }
+            }
+            let mut chunk = vec![0u8; 64 * 1024];
+            let left = deadline.saturating_duration_since(Instant::now());
+            let n = tokio::time::timeout(left, self.tcp.read(&mut chunk))
+                .await
+                .expect("an MJPEG part in time")
+                .expect("read");
+            assert!(n > 0, "the MJPEG stream ended");
+            self.raw.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+#[test]
+fn snapshots_and_mjpeg_carry_the_cameras_patterns() {
+    let _serial = one_at_a_time();
+    let ring = ring_name("wssnap");
+    let _g = RingGuard(ring.clone());
+    let _p = producer(&ring, 3, "320x240", 20, "jpeg");
+    let mut bridge = Bridge::start(&ring, &[]);
+    let addr = bridge.addr;
+    runtime().block_on(async {
+        // Snapshots: the newest image of a camera, whole or downscaled.
+        let mut sequences = Vec::new();
+        for _ in 0..3 {
+            let r = http_get(addr, "/snapshot/1.jpg", &[]).await.expect("GET");
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.header("content-type"), Some("image/jpeg"));
+            let seq: u64 = r
+                .header("x-camring-sequence")
+                .and_then(|v| v.parse().ok())
+                .expect("x-camring-sequence");
+            assert!(r.header("x-camring-frame").is_some());
+            assert!(r.header("x-camring-capture-ns").is_some());
+            let found = check_jpeg(&r.body, 1, 320, 240, true);
+            assert_eq!(
+                u64::from(found),
+                seq,
+                "the sequence header names the image's"
+            );
+            sequences.push(seq);
+            // With no stream open, the bridge copies frames only on demand and serves one
+            // copied within the last second: wait longer than that for a newer one.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+        }
+        assert!(
+            sequences.windows(2).all(|w| w[1] > w[0]),
+            "snapshots taken over a second apart are newer each time: {sequences:?}"
+        );
+        for (target, camera, size) in [
+            ("/snapshot/1.jpg?max_width=160", 1, (160, 120)),
+            ("/snapshot/2.jpg?max_height=60&quality=50", 2, (80, 60)),
+            (
+                "/snapshot/0.jpg?max_width=200&max_height=100",
+                0,
+                (133, 100),
+            ),
+        ] {
+            let r = http_get(addr, target, &[]).await.expect("GET");
+            assert_eq!(r.status, 200, "{target}: {}", r.text());
+            let seq: u32 = r
+                .header("x-camring-sequence")
+                .and_then(|v| v.parse().ok())
+                .expect("x-camring-sequence");
+            let found = check_jpeg(&r.body, camera, size.0, size.1, false);
+            assert_eq!(found, seq, "{target}");
+        }
+        for (target, status) in [
+            ("/snapshot/9.jpg", 404),
+            ("/snapshot/3.jpg", 404),
+            ("/snapshot/x.jpg", 404),
+            ("/snapshot/1.png", 404),
+            ("/snapshot/1.jpg?quality=0", 400),
+            ("/snapshot/1.jpg?bogus=1", 400),
+        ] {
+            let r = http_get(addr, target, &[]).await.expect("GET");
+            assert_eq!(r.status, status, "{target}: {}", r.text());
+        }
+
+        // MJPEG: parts that decode, verify, and come newer each time.
+        for (target, size, full) in [
+            ("/mjpeg/0", (320, 240), true),
+            ("/mjpeg/2?max_width=160", (160, 120), false),
+        ] {
+            let camera: u32 = target[7..8].parse().expect("camera");
+            let mut stream = Multipart::open(addr, target)
+                .await
+                .unwrap_or_else(|r| panic!("{target}: {}", r.status));
+            let mut last: Option<(u64, u32)> = None;
+            for _ in 0..8 {
+                let (headers, jpeg) = stream.part().await;
+                assert_eq!(headers["content-type"], "image/jpeg");
+                let frame: u64 = headers["x-camring-frame"].parse().expect("frame number");
+                let seq = check_jpeg(&jpeg, camera, size.0, size.1, full);
+                if let Some((f, s)) = last {
+                    assert!(
+                        frame > f && seq > s,
+                        "{target}: frame {frame} seq {seq} after {f} {s}"
+                    );
+                }
+                last = Some((frame, seq));
+            }
+        }
+        let m = bridge_metrics(addr, None).await;
+        assert!(metric(&m, r#"camring_bridge_frames_sent_total{kind="mjpeg"}"#) >= 16.0);
+        assert!(metric(&m, r#"camring_bridge_frames_sent_total{kind="snapshot"}"#) >= 6.0);
+    });
+    assert!(bridge.alive());
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. The producer dies and comes back under the clients' feet
+// ---------------------------------------------------------------------------------------
+
+/// What a client of the producer-restart test has seen so far: live states, other states,
+/// frames since the last live state.
+#[derive(Debug, Default, Clone, Copy)]
+struct Progress {
+    lives: usize,
+    downs: usize,
+    frames_since_live: usize,
+}
+
+#[test]
+fn producer_killed_and_restarted_clients_follow_without_reconnecting() {
+    let _serial = one_at_a_time();
+    let ring = ring_name("wsrestart");
+    let _g = RingGuard(ring.clone());
+    let start = |cameras, size| {
+        let args = [
+            "--cameras",
+            cameras,
+            "--size",
+            size,
+            "--fps",
+            "20",
+            "--format",
+            "jpeg",
+        ];
+        produce(&ring, &[&args[..], &["-q"]].concat())
+    };
+    let first = start("2", "320x240");
+    assert!(wait_for_frames(&ring, 1, PATIENCE));
+    let mut bridge = Bridge::start(&ring, &[]);
+    let addr = bridge.addr;
+    let rt = runtime();
+    let queries = ["", "?quality=50&max_width=160", "?cameras=1&fps=5"];
+    let seen = Arc::new(std::sync::Mutex::new(vec![
+        Progress::default();
+        queries.len()
+    ]));
+    let stop = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, &query)| {
+            let (seen, stop) = (Arc::clone(&seen), Arc::clone(&stop));
+            rt.spawn(async move {
+                let mut c = Checker::new(format!("client {i} /ws{query}"));
+                let mut ws = connect(addr, &format!("/ws{query}")).await;
+                while stop.load(Ordering::Relaxed) == 0 {
+                    let next = tokio::time::timeout(Duration::from_millis(100), ws.next()).await;
+                    let message = match next {
+                        Err(_) => continue,
+                        Ok(Some(Ok(m))) => m,
+                        Ok(other) => panic!("{}: connection ended: {other:?}", c.name),
+                    };
+                    let event = c.on(message);
+                    let mut s = seen.lock().expect("lock");
+                    match event {
+                        Some(Event::State) => {
+                            let producer = c.states.last().expect("a state").producer;
+                            if producer == ProducerStatus::Live {
+                                if s[i].lives == s[i].downs {
+                                    s[i].lives += 1;
+                                    s[i].frames_since_live = 0;
+                                }
+                            } else if s[i].downs < s[i].lives {
+                                s[i].downs += 1;
+                            }
+                        }
+                        Some(Event::Frame(_)) => s[i].frames_since_live += 1,
+                        Some(Event::Closed(code)) => panic!("{}: closed ({code:?})", c.name),
+                        _ => {}
+                    }
+                }
+                c
+            })
+        })
+        .collect();
+    // Waits until every client is in `lives` live periods, `downs` ended ones, and (when
+    // live) got `frames` frames in this one.
+    let wait = |lives: usize, downs: usize, frames: usize, what: &str| {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let now = seen.lock().expect("lock").clone();
+            if now
+                .iter()
+                .all(|s| s.lives == lives && s.downs == downs && s.frames_since_live >= frames)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: clients saw {now:?}\nbridge: {}",
+                bridge.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait(1, 0, 5, "first producer");
+    first.signal(Signal::KILL);
+    let _ = first.finish(PATIENCE);
+    wait(1, 1, 0, "producer killed");
+    // The same layout: the new producer takes the ring over.
+    let second = start("2", "320x240");
+    wait(2, 1, 5, "second producer");
+    // A clean stop removes the ring; a producer of another layout makes a new one.
+    second.signal(Signal::INT);
+    let out = second.finish(PATIENCE);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait(2, 2, 0, "producer stopped");
+    let _third = start("3", "160x120");
+    wait(3, 2, 5, "third producer");
+    stop.store(1, Ordering::Relaxed);
+    let clients: Vec<Checker> = rt.block_on(async {
+        let mut out = Vec::new();
+        for c in clients {
+            out.push(c.await.expect("client"));
+        }
+        out
+    });
+    for c in &clients {
+        let states: Vec<ProducerStatus> = c.states.iter().map(|s| s.producer).collect();
+        eprintln!(
+            "{}: states {states:?}, {} frames, {} images verified, logs {:?}",
+            c.name,
+            c.frames.len(),
+            c.verified,
+            c.logs
+        );
+        assert!(
+            states.contains(&ProducerStatus::Dead) || states.contains(&ProducerStatus::Waiting),
+            "{}: the kill was never told: {states:?}",
+            c.name
+        );
+        // Each change of the producer is also told as a log line.
+        assert!(
+            c.logs.iter().any(|(level, _)| level == "warn"),
+            "{}: no warning logged: {:?}",
+            c.name,
+            c.logs
+        );
+        // The last live period is the 3-camera ring (the checker checked each frame against
+        // the cameras of the state before it).
+        let last_live = c
+            .states
+            .iter()
+            .rposition(|s| s.producer == ProducerStatus::Live)
+            .expect("live");
+        let frames = &c.frames[c.states[last_live].frames_before..];
+        let all = c
+            .settings
+            .as_ref()
+            .is_some_and(|s| s.cameras == CameraSet::All);
+        for g in frames {
+            assert_eq!(g.ids.len(), if all { 3 } else { 1 }, "{}: {g:?}", c.name);
+        }
+    }
+    assert!(bridge.alive(), "{}", bridge.log());
     assert!(!bridge.log().contains("panicked"), "{}", bridge.log());
 }
