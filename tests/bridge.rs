@@ -1962,6 +1962,81 @@ fn snapshots_and_mjpeg_carry_the_cameras_patterns() {
     assert!(bridge.alive());
 }
 
+/// docs/bridge.md: `/snapshot/{camera}.jpg` is "the newest image of a camera". With no
+/// stream open, the bridge copies frames out of the ring only on demand and serves any
+/// frame copied within the last second, so a snapshot can be older than a frame the ring
+/// (and `/healthz`) already had when it was asked for.
+#[test]
+#[ignore = "bridge bug: with no stream open, a snapshot may be up to 1 s older than the \
+            ring's newest frame (see the report of tests/bridge.rs)"]
+fn snapshot_is_never_older_than_the_newest_frame_when_asked() {
+    let _serial = one_at_a_time();
+    let ring = ring_name("wsfresh");
+    let _g = RingGuard(ring.clone());
+    let _p = producer(&ring, 2, "320x240", 30, "jpeg");
+    let bridge = Bridge::start(&ring, &[]);
+    let addr = bridge.addr;
+    runtime().block_on(async {
+        let mut stale = Vec::new();
+        for _ in 0..5 {
+            let h = http_get(addr, "/healthz", &[]).await.expect("healthz");
+            let v: serde_json::Value = serde_json::from_slice(&h.body).expect("JSON");
+            let newest = v["frame"].as_u64().expect("the ring's newest frame");
+            let r = http_get(addr, "/snapshot/0.jpg", &[])
+                .await
+                .expect("snapshot");
+            assert_eq!(r.status, 200);
+            let frame: u64 = r
+                .header("x-camring-frame")
+                .and_then(|f| f.parse().ok())
+                .expect("x-camring-frame");
+            if frame < newest {
+                stale.push((newest, frame));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert!(
+            stale.is_empty(),
+            "snapshots older than the ring's newest frame when asked (newest, served): {stale:?}"
+        );
+    });
+}
+
+/// `/snapshot/9.jpg` of a ring without camera 9 is a 404; `/mjpeg/9` should be too, not
+/// an endless stream without a part that holds a client's place.
+#[test]
+#[ignore = "bridge bug: /mjpeg/{camera} of a camera the ring lacks is 200 and never sends \
+            a part (see the report of tests/bridge.rs)"]
+fn mjpeg_of_an_unknown_camera_is_404() {
+    let _serial = one_at_a_time();
+    let ring = ring_name("wsmj404");
+    let _g = RingGuard(ring.clone());
+    let _p = producer(&ring, 2, "320x240", 30, "jpeg");
+    let bridge = Bridge::start(&ring, &[]);
+    let addr = bridge.addr;
+    runtime().block_on(async {
+        let r = http_get(addr, "/snapshot/9.jpg", &[]).await.expect("GET");
+        assert_eq!(r.status, 404);
+        let opened =
+            tokio::time::timeout(Duration::from_secs(5), Multipart::open(addr, "/mjpeg/9"));
+        match opened.await {
+            Err(_) => panic!("/mjpeg/9: no response head"),
+            Ok(Err(r)) => assert_eq!(r.status, 404, "/mjpeg/9"),
+            Ok(Ok(mut stream)) => {
+                let part = tokio::time::timeout(Duration::from_secs(3), stream.part()).await;
+                panic!(
+                    "/mjpeg/9 of a 2-camera ring: 200, then {}",
+                    if part.is_ok() {
+                        "a part"
+                    } else {
+                        "no part in 3 s"
+                    }
+                );
+            }
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------------------
 // 8. The producer dies and comes back under the clients' feet
 // ---------------------------------------------------------------------------------------
