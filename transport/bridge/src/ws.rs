@@ -557,6 +557,11 @@ async fn connection(app: Arc<App>, socket: WebSocket, settings: Settings, _slot:
                 None | Some(Ok(Message::Close(_))) => break None,
                 Some(Ok(Message::Text(text))) => match ClientMessage::from_json(&text) {
                     Ok(m) => {
+                        if m == ClientMessage::Pause {
+                            // Nothing may follow the `state` that says paused: the
+                            // pending frame goes (one being written is sent before it).
+                            out.lock().frame = None;
+                        }
                         lock(&session).control(&m);
                         out.text(state_message(&app, &session));
                     }
@@ -714,18 +719,17 @@ fn request_variant(update: &SettingsUpdate) -> Variant {
     }
 }
 
-/// The newest frame, waiting up to `wait` for one copied within the last second.
+/// The newest frame: one at least as new as the ring's newest when asked, waiting up to
+/// `wait` for the ring thread to copy it (it copies only while some client wants frames).
 async fn fresh_frame(app: &Arc<App>, wait: Duration) -> Option<Arc<Frame>> {
+    let newest = app.feed.ring_head().map_or(0, |(frame, _)| frame);
     let mut frames = app.feed.frames.subscribe();
-    let fresh = |f: &Option<Arc<Frame>>| {
-        f.as_ref()
-            .is_some_and(|f| now_ns().saturating_sub(f.ring.read_ns) < 1_000_000_000)
-    };
-    let found = timeout(wait, frames.wait_for(fresh)).await;
-    match found {
+    let fresh = |f: &Option<Arc<Frame>>| f.as_ref().is_some_and(|f| f.number() >= newest);
+    let found = match timeout(wait, frames.wait_for(fresh)).await {
         Ok(Ok(f)) => f.clone(),
         _ => None,
-    }
+    };
+    found
 }
 
 fn camera_index(frame: &Frame, id: u32) -> Option<usize> {
@@ -815,6 +819,14 @@ async fn mjpeg(
     };
     authorize(&app, &pairs, &headers)?;
     let update = settings_from(&app, &pairs)?;
+    let cameras = app.feed.status.borrow().cameras.len();
+    if cameras > 0 && id as usize >= cameras {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            format!("no camera {id}: the ring has {cameras}\n"),
+        )
+            .into_response());
+    }
     let slot = Slot::take(&app, "mjpeg")?;
     let mut settings = Settings::default();
     settings.apply(&update);
