@@ -11,12 +11,20 @@ use clap::{Args, Subcommand};
 
 use crate::signals::StopFlag;
 
+mod quic;
+mod udp;
+
 /// Which adapter.
 #[derive(Debug, Subcommand)]
 pub enum BridgeCommand {
     /// WebSocket and HTTP on one port: the browser viewer at `/`, the stream at `/ws`,
     /// `/snapshot/{camera}.jpg`, `/mjpeg/{camera}`, `/metrics` and `/healthz`.
     Ws(WsArgs),
+    /// QUIC with TLS: each multi-frame on its own stream, an old one reset when a newer
+    /// frame is ready; JSON control and stats on a bidirectional stream.
+    Quic(quic::QuicArgs),
+    /// UDP: multi-frames fragmented into datagrams for live subscribers only.
+    Udp(udp::UdpArgs),
 }
 
 /// Options of `camring bridge ws`.
@@ -48,6 +56,8 @@ pub fn run(cmd: BridgeCommand) -> anyhow::Result<ExitCode> {
             serve_ws(config, &stop, a.duration)?;
             Ok(ExitCode::SUCCESS)
         }
+        BridgeCommand::Quic(a) => quic::run(a),
+        BridgeCommand::Udp(a) => udp::run(a),
     }
 }
 

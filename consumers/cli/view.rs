@@ -18,7 +18,9 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::signals::StopFlag;
 
+mod quic;
 mod session;
+mod udp;
 mod url;
 
 use session::{Level, Saver, Session};
@@ -33,7 +35,8 @@ if it disagrees. The connection is re-opened, with backoff, whenever it drops, u
 --duration ends or SIGINT/SIGTERM. Exit status: 0, or 3 if a corrupt frame was received, or 1
 if the server refused the connection or could not be reached.")]
 pub struct ViewArgs {
-    /// Server URL as `camring bridge ws` prints it: ws://HOST:PORT (path /ws by default).
+    /// Server URL: ws://HOST:PORT (path /ws by default) as `camring bridge ws` prints it,
+    /// quic://HOST:PORT or udp://HOST:PORT.
     pub url: String,
     /// Token the server requires (sent as the URL's `token` parameter).
     #[arg(long)]
@@ -73,6 +76,13 @@ pub struct ViewArgs {
     /// Cameras to receive: ids like 0,2, or all.
     #[arg(long, value_name = "IDS", value_parser = cameras_arg)]
     pub cameras: Option<CameraSet>,
+    /// quic:// only: accept the server's certificate if its SHA-256 fingerprint (hex, as
+    /// `camring bridge quic` prints it) is this one.
+    #[arg(long, value_name = "HEX")]
+    pub cert_sha256: Option<String>,
+    /// quic:// only: accept the server's certificate if this CA (PEM file) signed it.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// No live stats line (problems are still reported).
     #[arg(long, short)]
     pub quiet: bool,
@@ -122,6 +132,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(50);
 
 pub fn run(args: ViewArgs) -> anyhow::Result<ExitCode> {
+    match args.url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("quic") => return quic::run(&args),
+        Some("udp") => return udp::run(&args),
+        _ => {}
+    }
     let target = Target::new(&args.url, args.token.as_deref(), &args.settings())
         .map_err(anyhow::Error::msg)?;
     let saver = match &args.save {

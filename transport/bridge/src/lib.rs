@@ -14,8 +14,10 @@
 
 pub mod encode;
 pub mod metrics;
+pub mod quic;
 pub mod ring;
 pub mod session;
+pub mod udp;
 pub mod ws;
 
 pub use ws::{WsBridge, WsConfig};

@@ -1,0 +1,1 @@
+//! `camring bridge quic` (being written).

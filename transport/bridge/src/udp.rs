@@ -1,0 +1,1 @@
+//! `camring bridge udp` (being written).
