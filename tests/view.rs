@@ -291,8 +291,12 @@ fn refusals_are_reported() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--fps"), "{}", stderr(&out));
     // The server is full: 503.
-    let first = Proc::spawn(&["view", &b.url(), "--duration", "20", "-q"]);
+    let first = Proc::spawn(&["view", &b.url(), "--duration", "60", "-q"]);
+    // Wait until the first view holds the only place (a loaded machine can take a while).
     let deadline = Instant::now() + T;
+    while healthz_clients(&b.url()) != Some(1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let refused = loop {
         let out = view(&b.url(), &["--duration", "1"]);
         let err = stderr(&out);
@@ -457,4 +461,22 @@ impl Drop for SaveDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(Path::new(&self.0));
     }
+}
+
+/// The `clients` count of the bridge's /healthz (the bridge at `url`, ws://ADDR).
+fn healthz_clients(url: &str) -> Option<u64> {
+    use std::io::{Read, Write};
+    let addr = url.strip_prefix("ws://")?.trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let body = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let v: serde_json::Value = serde_json::from_slice(&raw[body..]).ok()?;
+    v["clients"].as_u64()
 }
