@@ -70,7 +70,7 @@ const SLOTS: u32 = 4;
 /// Pattern frame number the images show.
 const FRAME: u64 = 7;
 /// How many multi-frames the producer may publish beyond what the client received (A).
-const AHEAD: u64 = 3;
+const AHEAD: u64 = 2;
 
 #[derive(Debug, Clone)]
 struct Params {
@@ -276,6 +276,8 @@ struct Recv {
     /// The process's minor page faults and context switches over the same time.
     faults: u64,
     switches: u64,
+    /// CPU time the rest of the machine used over the same time (other processes).
+    others_ns: u64,
 }
 
 impl Recv {
@@ -293,6 +295,7 @@ impl Recv {
             cpu_ns: 0,
             faults: 0,
             switches: 0,
+            others_ns: 0,
         }
     }
 
@@ -330,8 +333,8 @@ async fn receive(
     let mut r = Recv::new();
     r.window_ns = (until - from).as_nanos() as u64;
     let mut last_frame: Option<u64> = None;
-    // wall, CPU, faults and switches at the first message measured
-    let mut started: Option<(u64, u64, u64, u64)> = None;
+    // wall, CPU, faults, switches and machine CPU at the first message measured
+    let mut started: Option<(u64, u64, u64, u64, u64)> = None;
     loop {
         let message = match tokio::time::timeout_at(until, ws.next()).await {
             Err(_) => break,
@@ -363,6 +366,7 @@ async fn receive(
                     common::process_cpu_ns(),
                     minor_faults(),
                     context_switches(),
+                    machine_busy_ns(),
                 )
             });
             r.messages += 1;
@@ -380,9 +384,10 @@ async fn receive(
         }
         last_frame = Some(m.header.frame);
     }
-    if let Some((wall0, cpu0, faults0, switches0)) = started {
+    if let Some((wall0, cpu0, faults0, switches0, busy0)) = started {
         r.wall_ns = now_ns().saturating_sub(wall0);
         r.cpu_ns = common::process_cpu_ns() - cpu0;
+        r.others_ns = (machine_busy_ns().saturating_sub(busy0)).saturating_sub(r.cpu_ns);
         r.faults = minor_faults().saturating_sub(faults0);
         r.switches = context_switches().saturating_sub(switches0);
     }
@@ -402,6 +407,22 @@ fn minor_faults() -> u64 {
                 .ok()
         })
         .unwrap_or(0)
+}
+
+/// CPU time all processes used so far (`/proc/stat`: every state but idle and iowait),
+/// nanoseconds, at the clock tick's resolution.
+fn machine_busy_ns() -> u64 {
+    let ticks = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        let cpu = s.lines().next()?.strip_prefix("cpu ")?.to_owned();
+        let v: Vec<u64> = cpu
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user)
+        Some(v.iter().take(8).sum::<u64>() - v.get(3)? - v.get(4)?)
+    });
+    // USER_HZ is 100 on Linux.
+    ticks.unwrap_or(0) * 10_000_000
 }
 
 /// Context switches (voluntary and not) of the process's live threads so far.
@@ -724,9 +745,11 @@ impl Bench {
         let mut total: Vec<Recv> = (0..n).map(|_| Recv::new()).collect();
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut cores: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut others: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut cpu_per_msg: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut ratio = Vec::new();
         let mut ratio_default = Vec::new();
+        let mut efficiency = Vec::new();
         let mut orders = Vec::new();
         let mut producer = Produced::default();
         let mut producer_wall = 0u64;
@@ -736,6 +759,7 @@ impl Bench {
             common::check_interrupt()?;
             let measured = round >= p.warmup_rounds;
             let mut round_rate = vec![0.0; n];
+            let mut round_cpu = vec![0.0; n];
             let vs = order.shuffled(n);
             for &v in &vs {
                 let (r, produced) = if v == 0 {
@@ -764,9 +788,11 @@ impl Bench {
                 };
                 ensure!(r.messages > 0, "{}: no message received", labels[v]);
                 round_rate[v] = r.fps();
+                round_cpu[v] = r.cpu_ns as f64 / r.messages as f64;
                 if measured {
                     rates[v].push(r.fps());
                     cores[v].push(r.cpu_ns as f64 / r.wall_ns as f64);
+                    others[v].push(r.others_ns as f64 / r.wall_ns as f64);
                     cpu_per_msg[v].push(r.cpu_ns as f64 / r.messages as f64);
                     total[v].add(&r)?;
                     total[v].faults += r.faults;
@@ -781,6 +807,7 @@ impl Bench {
             if measured {
                 ratio.push(round_rate[0] / round_rate[1]);
                 ratio_default.push(round_rate[0] / round_rate[2]);
+                efficiency.push(round_cpu[1] / round_cpu[0]);
                 orders.push(vs);
             }
         }
@@ -804,6 +831,7 @@ impl Bench {
             "MB/s",
             "messages/s per round",
             "CPU (cores)",
+            "other processes (cores)",
             "CPU per message",
             "page faults per message",
             "context switches per message",
@@ -835,6 +863,7 @@ impl Bench {
                     .collect::<Vec<_>>()
                     .join(", "),
                 format!("{:.2}", median(&cores[v])),
+                format!("{:.2}", median(&others[v])),
                 fmt_ns(median(&cpu_per_msg[v])),
                 format!("{:.1}", r.faults as f64 / r.messages.max(1) as f64),
                 format!("{:.1}", r.switches as f64 / r.messages.max(1) as f64),
@@ -866,6 +895,12 @@ impl Bench {
             "bridge / bare (default socket): median {:.3}, range {}",
             median(&ratio_default),
             range(&ratio_default)
+        );
+        println!(
+            "CPU per message, bare / bridge (the throughput ratio of a machine where CPU is the \
+             limit): median of the per-round ratios {:.3}, range {}",
+            median(&efficiency),
+            range(&efficiency)
         );
         println!(
             "per-round ratios (bridge / bare): {}",
@@ -956,6 +991,7 @@ impl Bench {
             "gaps (clients)",
             "late ticks",
             "CPU (cores)",
+            "other processes (cores)",
         ]);
         let mut per_pass = Table::new(&[
             "fps",
@@ -967,6 +1003,7 @@ impl Bench {
             "median",
             "dropped",
             "CPU (cores)",
+            "other processes (cores)",
         ]);
         for (i, runs) in results.iter().enumerate() {
             let (fps, n) = cases[i];
@@ -974,6 +1011,7 @@ impl Bench {
             let mut client_fps = Vec::new();
             let (mut dropped, mut late) = (0, 0);
             let mut cpu = Vec::new();
+            let mut other = Vec::new();
             for (k, c) in runs.iter().enumerate() {
                 let mut pass = Recv::new();
                 let fpss: Vec<f64> = c.recvs.iter().map(Recv::fps).collect();
@@ -984,7 +1022,8 @@ impl Bench {
                 client_fps.extend(&fpss);
                 dropped += c.counts.dropped;
                 late += c.late;
-                cpu.push(c.cores);
+                cpu.push(c.cores.0);
+                other.push(c.cores.1);
                 per_pass.row(vec![
                     format!("{fps:.0}"),
                     n.to_string(),
@@ -994,7 +1033,8 @@ impl Bench {
                     format!("{:.1}", fpss.iter().copied().fold(f64::INFINITY, f64::min)),
                     format!("{:.1}", median(&fpss)),
                     c.counts.dropped.to_string(),
-                    format!("{:.2}", c.cores),
+                    format!("{:.2}", c.cores.0),
+                    format!("{:.2}", c.cores.1),
                 ]);
             }
             t.row(vec![
@@ -1017,6 +1057,7 @@ impl Bench {
                 all.gaps.to_string(),
                 late.to_string(),
                 format!("{:.2}", median(&cpu)),
+                format!("{:.2}", median(&other)),
             ]);
         }
         t.print();
@@ -1049,11 +1090,15 @@ impl Bench {
                     }
                     tokio::time::sleep_until(from).await;
                     let c0 = Counts::of(&net.metrics);
-                    let (cpu0, wall0) = (common::process_cpu_ns(), now_ns());
+                    let (cpu0, wall0, busy0) =
+                        (common::process_cpu_ns(), now_ns(), machine_busy_ns());
                     tokio::time::sleep_until(until).await;
                     let counts = Counts::of(&net.metrics).since(c0);
-                    let cores = (common::process_cpu_ns() - cpu0) as f64
-                        / now_ns().saturating_sub(wall0).max(1) as f64;
+                    let cpu = common::process_cpu_ns() - cpu0;
+                    let wall = now_ns().saturating_sub(wall0).max(1) as f64;
+                    let others =
+                        machine_busy_ns().saturating_sub(busy0).saturating_sub(cpu) as f64 / wall;
+                    let cores = (cpu as f64 / wall, others);
                     let mut recvs = Vec::new();
                     for t in tasks {
                         let r = t.await.context("client task")??;
@@ -1077,6 +1122,7 @@ impl Bench {
 struct Case {
     recvs: Vec<Recv>,
     counts: Counts,
-    cores: f64,
+    /// CPU of this process and of the other processes, cores.
+    cores: (f64, f64),
     late: u64,
 }
