@@ -131,6 +131,11 @@ impl Frame {
             Arc::clone(images.entry((variant, index)).or_default())
         };
         cell.get_or_init(|| async {
+            // Forwarding costs a refcount: decided here, not worth a trip to rayon.
+            if let Some(forwarded) = forward(&self.ring.cameras[index], variant) {
+                metrics.forwarded.inc();
+                return Arc::new(forwarded);
+            }
             let camera = self.ring.cameras[index].clone();
             let metrics = Arc::clone(metrics);
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -232,18 +237,12 @@ fn make(camera: &SourceCamera, variant: Variant, metrics: &Metrics) -> Encoded {
     if info.flags & CAM_MISSING != 0 || camera.payload.is_empty() {
         return missing(info);
     }
+    if let Some(forwarded) = forward(camera, variant) {
+        metrics.forwarded.inc();
+        return forwarded;
+    }
     let start = Instant::now();
     let target = variant.fit(info.width, info.height);
-    if info.format == PixelFormat::Jpeg && target == (info.width, info.height) {
-        let ring_quality = jpeg_quality(&camera.payload).unwrap_or(DEFAULT_QUALITY);
-        if variant.quality >= ring_quality {
-            metrics.forwarded.inc();
-            return Encoded {
-                info: CameraInfo { stride: 0, ..*info },
-                payload: camera.payload.clone(),
-            };
-        }
-    }
     let made = CODEC.with(|c| c.borrow_mut().make(camera, variant.quality, target));
     match made {
         Ok(jpeg) => {
@@ -277,6 +276,21 @@ fn make(camera: &SourceCamera, variant: Variant, metrics: &Metrics) -> Encoded {
             missing(info)
         }
     }
+}
+
+/// The ring's JPEG as it is, when it already is what `variant` asks for: no downscale
+/// needed and a quality at least the ring's (80 when its tables are not IJG's).
+fn forward(camera: &SourceCamera, variant: Variant) -> Option<Encoded> {
+    let info = &camera.info;
+    let whole = variant.fit(info.width, info.height) == (info.width, info.height);
+    if info.format != PixelFormat::Jpeg || info.flags & CAM_MISSING != 0 || !whole {
+        return None;
+    }
+    let ring_quality = jpeg_quality(&camera.payload).unwrap_or(DEFAULT_QUALITY);
+    (variant.quality >= ring_quality && !camera.payload.is_empty()).then(|| Encoded {
+        info: CameraInfo { stride: 0, ..*info },
+        payload: camera.payload.clone(),
+    })
 }
 
 thread_local! {
