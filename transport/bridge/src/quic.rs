@@ -1,1 +1,670 @@
-//! `camring bridge quic` (being written).
+//! `camring bridge quic`: the ring's multi-frames over QUIC (quinn, TLS 1.3 with rustls).
+//!
+//! A client opens one bidirectional *control stream* and sends a `hello` line (token and
+//! settings); then JSON lines travel both ways on it, as the text messages of WebSocket do
+//! ([`control`]). Each multi-frame goes on its own unidirectional stream, which carries
+//! exactly one binary message (docs/protocol.md, 3) and ends with it.
+//!
+//! Backpressure per client ([`sender`]): at most two frame streams in flight (not yet
+//! acknowledged), each newer one at a higher priority, so the newest frame is never stuck
+//! behind an older one: quinn sends an older stream's bytes only when the newer one has
+//! none to send. A third frame resets the oldest stream; a delivered frame resets every
+//! older stream still in flight (the client would drop it anyway); a frame that cannot be
+//! started replaces the pending one (dropped), as with WebSocket. So one lost packet delays
+//! only its own frame, and a slow client gets fewer frames, never older ones.
+//!
+//! The server's certificate is generated at start ([`tls::Identity::generate`]) or read
+//! from PEM files; its SHA-256 fingerprint is what a client pins.
+
+pub mod control;
+pub mod sender;
+pub mod tls;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use camring_protocol::control::{
+    ClientMessage, LogEntry, LogLevel, ProducerStatus, ServerMessage, Settings,
+    State as StreamState, DEFAULT_MAX_CLIENTS, STATS_INTERVAL_MS,
+};
+use camring_protocol::wire;
+use camring_shm::clock::now_ns;
+use quinn::{Connection, VarInt};
+use subtle::ConstantTimeEq;
+use tokio::sync::{watch, Notify};
+use tokio::time::{timeout, Instant};
+
+use crate::encode::Frame;
+use crate::metrics::{self, Metrics};
+use crate::ring::{self, Feed};
+use crate::session::{Offer, Session};
+use control::{close, Hello, Line, LineReader, MAX_LINE};
+use tls::{Identity, TlsError};
+
+/// Time a client has for the QUIC handshake, and then again to open its control stream and
+/// send its `hello`.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client to which no frame could be delivered for this long (while there were frames
+/// for it) is disconnected.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection from which nothing (not even an acknowledgement) arrives for this long is
+/// closed by QUIC itself.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections being set up or served at once; more are refused as they come.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A frame older than this is not sent to a client that just connected.
+const STALE_NS: u64 = 2_000_000_000;
+/// Control lines queued for one client beyond which the oldest are dropped.
+const MAX_QUEUED_TEXTS: usize = 32;
+
+/// What `camring bridge quic` serves, and how.
+#[derive(Debug, Clone)]
+pub struct QuicConfig {
+    /// The ring's name.
+    pub ring: String,
+    /// UDP address to listen on (localhost by default).
+    pub listen: SocketAddr,
+    /// The token every client must present in its `hello`, if any.
+    pub token: Option<String>,
+    /// Most clients served at once.
+    pub max_clients: usize,
+    /// The server's certificate and key.
+    pub identity: Identity,
+}
+
+impl QuicConfig {
+    /// Ring `ring` on 127.0.0.1:4433 with `identity`, no token, [`DEFAULT_MAX_CLIENTS`].
+    pub fn new(ring: impl Into<String>, identity: Identity) -> QuicConfig {
+        QuicConfig {
+            ring: ring.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            token: None,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            identity,
+        }
+    }
+}
+
+/// Errors starting the adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum QuicError {
+    /// The UDP socket could not be bound, or the ring thread not started.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The certificate or key was refused.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+}
+
+/// Counters of the QUIC adapter that the shared [`Metrics`] do not have.
+#[derive(Debug, Default)]
+pub struct QuicCounters {
+    /// Frame streams reset: superseded by newer frames, or stale once a newer one was
+    /// delivered (each also counts in `frames_dropped{kind="quic"}`).
+    pub streams_reset: AtomicU64,
+    /// Frame streams the client stopped (it had a newer frame already).
+    pub streams_stopped: AtomicU64,
+    /// Connections that ended before they were served: handshake failed or timed out, no
+    /// `hello`, refused.
+    pub handshakes_failed: AtomicU64,
+}
+
+impl QuicCounters {
+    fn add(counter: &AtomicU64) {
+        // SYNC POINT: Relaxed: statistics counters; nothing is published through them.
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A counter's value.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        // SYNC POINT: Relaxed, see `add`.
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// The counters in the Prometheus text format, `camring_bridge_quic_` prefix.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, c) in [
+            (
+                "streams_reset",
+                "Frame streams reset (superseded or stale)",
+                &self.streams_reset,
+            ),
+            (
+                "streams_stopped",
+                "Frame streams the client stopped",
+                &self.streams_stopped,
+            ),
+            (
+                "handshakes_failed",
+                "Connections that ended before they were served",
+                &self.handshakes_failed,
+            ),
+        ] {
+            out.push_str(&format!(
+                "# HELP camring_bridge_quic_{name} {help}.\n# TYPE camring_bridge_quic_{name} counter\ncamring_bridge_quic_{name}_total {}\n",
+                Self::get(c)
+            ));
+        }
+        out
+    }
+}
+
+/// The state every connection shares.
+#[derive(Debug)]
+struct App {
+    ring: String,
+    token: Option<String>,
+    max_clients: usize,
+    feed: Arc<Feed>,
+    metrics: Arc<Metrics>,
+    counters: Arc<QuicCounters>,
+    clients: AtomicUsize,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A bound QUIC adapter; [`QuicBridge::run`] serves until told to stop.
+#[derive(Debug)]
+pub struct QuicBridge {
+    endpoint: quinn::Endpoint,
+    app: Arc<App>,
+    fingerprint: String,
+    shutdown: watch::Sender<bool>,
+    ring_thread: std::thread::JoinHandle<()>,
+}
+
+/// The server's transport parameters: one control stream per client and nothing else
+/// from it, small receive windows (a client sends only control lines), no datagrams.
+fn transport() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(VarInt::from_u32(1))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .stream_receive_window(VarInt::from_u32(64 * 1024))
+        .receive_window(VarInt::from_u32(128 * 1024))
+        .datagram_receive_buffer_size(None)
+        .max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("10 s fits"),
+        ));
+    t
+}
+
+impl QuicBridge {
+    /// Binds `config.listen` (UDP) and starts reading the ring (which need not exist yet).
+    /// Must be called within a tokio runtime.
+    pub async fn bind(config: QuicConfig) -> Result<QuicBridge, QuicError> {
+        let mut server = quinn::ServerConfig::with_crypto(tls::server_crypto(&config.identity)?);
+        server
+            .transport_config(Arc::new(transport()))
+            .max_incoming(MAX_CONNECTIONS);
+        let endpoint = quinn::Endpoint::server(server, config.listen)?;
+        let feed = Feed::new();
+        let metrics = Arc::new(Metrics::new());
+        let ring_thread =
+            ring::spawn(config.ring.clone(), Arc::clone(&feed), Arc::clone(&metrics))?;
+        let (shutdown, rx) = watch::channel(false);
+        let app = Arc::new(App {
+            ring: config.ring,
+            token: config.token,
+            max_clients: config.max_clients,
+            feed,
+            metrics,
+            counters: Arc::default(),
+            clients: AtomicUsize::new(0),
+            shutdown: rx,
+        });
+        Ok(QuicBridge {
+            endpoint,
+            app,
+            fingerprint: config.identity.fingerprint(),
+            shutdown,
+            ring_thread,
+        })
+    }
+
+    /// The address it listens on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// SHA-256 of its certificate, lower-case hex: what clients pin.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The shared adapter counters (`kind="quic"`).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.app.metrics)
+    }
+
+    /// The QUIC-only counters.
+    pub fn counters(&self) -> Arc<QuicCounters> {
+        Arc::clone(&self.app.counters)
+    }
+
+    /// Serves until `stop` completes; then closes every connection (code
+    /// [`close::GOING_AWAY`]) and stops reading the ring.
+    pub async fn run(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let QuicBridge {
+            endpoint,
+            app,
+            shutdown,
+            ring_thread,
+            ..
+        } = self;
+        let stop = tokio::spawn(stop);
+        tokio::pin!(stop);
+        let open = Arc::new(AtomicUsize::new(0));
+        loop {
+            let incoming = tokio::select! {
+                i = endpoint.accept() => match i {
+                    Some(i) => i,
+                    None => break,
+                },
+                _ = &mut stop => break,
+            };
+            // SYNC POINT: Relaxed: a count of open connections; nothing is read through it.
+            if open.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+                open.fetch_sub(1, Ordering::Relaxed);
+                incoming.refuse();
+                continue;
+            }
+            let app = Arc::clone(&app);
+            let open = Arc::clone(&open);
+            tokio::spawn(async move {
+                if let Err(why) = accept(&app, incoming).await {
+                    QuicCounters::add(&app.counters.handshakes_failed);
+                    tracing::debug!("quic connection not served: {why}");
+                }
+                // SYNC POINT: Relaxed, see above.
+                open.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+        let _ = shutdown.send(true);
+        // Connections close themselves (GOING_AWAY) on the shutdown signal; then the
+        // endpoint says the rest.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        // SYNC POINT: Relaxed, see above.
+        while open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        endpoint.close(VarInt::from_u32(close::GOING_AWAY), b"server stopping");
+        let _ = timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        app.feed.stop();
+        let _ = tokio::task::spawn_blocking(move || ring_thread.join()).await;
+        Ok(())
+    }
+}
+
+/// Closes `conn` with `code` and `reason`, counting a refusal for `metric`.
+fn refuse(app: &App, conn: &Connection, code: u32, metric: &'static str, reason: &str) -> String {
+    app.metrics
+        .refused
+        .get_or_create(&metrics::reason(metric))
+        .inc();
+    conn.close(VarInt::from_u32(code), reason.as_bytes());
+    reason.to_owned()
+}
+
+/// The handshake, the control stream and the `hello`; then the client is served.
+async fn accept(app: &Arc<App>, incoming: quinn::Incoming) -> Result<(), String> {
+    let conn = match timeout(HELLO_TIMEOUT, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Err(format!("handshake: {e}")),
+        Err(_) => return Err("handshake timed out".into()),
+    };
+    let deadline = Instant::now() + HELLO_TIMEOUT;
+    let no_hello = |conn: &Connection| {
+        conn.close(
+            VarInt::from_u32(close::TIMEOUT),
+            b"no control stream and hello within 10 s",
+        );
+        "no hello in time".to_owned()
+    };
+    let (send, mut recv) = match tokio::time::timeout_at(deadline, conn.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("control stream: {e}")),
+        Err(_) => return Err(no_hello(&conn)),
+    };
+    let mut lines = LineReader::new(MAX_LINE);
+    let hello = match tokio::time::timeout_at(deadline, lines.read(&mut recv)).await {
+        Err(_) => return Err(no_hello(&conn)),
+        Ok(Err(e)) => return Err(format!("control stream: {e}")),
+        Ok(Ok(Line::End)) => {
+            let why = "the control stream ended before a hello";
+            return Err(refuse(app, &conn, close::BAD_REQUEST, "parameter", why));
+        }
+        Ok(Ok(Line::TooLong)) => {
+            app.metrics.protocol_errors.inc();
+            let why = format!("control lines are limited to {MAX_LINE} bytes");
+            return Err(refuse(app, &conn, close::TOO_BIG, "parameter", &why));
+        }
+        Ok(Ok(Line::Text(line))) => match Hello::from_json(&line) {
+            Ok(h) => h,
+            Err(why) => return Err(refuse(app, &conn, close::BAD_REQUEST, "parameter", &why)),
+        },
+    };
+    if let Some(expected) = &app.token {
+        let given = hello.token.as_deref().unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            let why = if hello.token.is_none() {
+                "this server needs a token"
+            } else {
+                "wrong token"
+            };
+            return Err(refuse(app, &conn, close::UNAUTHORIZED, "token", why));
+        }
+    }
+    let Some(slot) = Slot::take(app) else {
+        let why = format!("too many clients (at most {})", app.max_clients);
+        return Err(refuse(app, &conn, close::FULL, "full", &why));
+    };
+    let mut settings = Settings::default();
+    if let Some(update) = &hello.settings {
+        settings.apply(update);
+    }
+    serve(Arc::clone(app), conn, send, recv, lines, settings, slot).await;
+    Ok(())
+}
+
+/// A client's place among `max_clients`; given back on drop.
+#[derive(Debug)]
+struct Slot(Arc<App>);
+
+impl Slot {
+    fn take(app: &Arc<App>) -> Option<Slot> {
+        // SYNC POINT: Relaxed: a count; the compare-exchange alone keeps it within the
+        // limit, nothing else is published through it.
+        app.clients
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < app.max_clients).then_some(n + 1)
+            })
+            .ok()?;
+        let kind = metrics::kind("quic");
+        app.metrics.clients.get_or_create(&kind).inc();
+        app.metrics.connections.get_or_create(&kind).inc();
+        Some(Slot(Arc::clone(app)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .clients
+            .get_or_create(&metrics::kind("quic"))
+            .dec();
+        // SYNC POINT: Relaxed, see `Slot::take`.
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Lines for the control stream's writer.
+#[derive(Debug, Default)]
+struct Texts {
+    queue: Mutex<(VecDeque<String>, bool)>,
+    wake: Notify,
+}
+
+impl Texts {
+    fn push(&self, mut text: String) {
+        text.push('\n');
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.0.len() >= MAX_QUEUED_TEXTS {
+            q.0.pop_front();
+        }
+        q.0.push_back(text);
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    fn close(&self) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.wake.notify_one();
+    }
+
+    /// Writes the lines until closed (then finishes the stream) or the stream fails.
+    async fn write_loop(&self, mut send: quinn::SendStream) {
+        loop {
+            let next = {
+                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                match q.0.pop_front() {
+                    Some(t) => Some(t),
+                    None if q.1 => {
+                        let _ = send.finish();
+                        return;
+                    }
+                    None => None,
+                }
+            };
+            match next {
+                Some(text) => {
+                    if send.write_all(text.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                None => self.wake.notified().await,
+            }
+        }
+    }
+}
+
+fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
+    session.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn state_message(app: &App, session: &Mutex<Session>) -> String {
+    let status = app.feed.status.borrow().clone();
+    let s = lock(session);
+    ServerMessage::State(StreamState {
+        version: wire::VERSION,
+        ring: app.ring.clone(),
+        producer: status.producer,
+        cameras: status.cameras,
+        settings: s.settings().clone(),
+        paused: s.paused(),
+    })
+    .to_json()
+}
+
+/// The `log` line sent to clients when the producer's status changes.
+fn producer_log(ring: &str, producer: ProducerStatus) -> String {
+    let (level, message) = match producer {
+        ProducerStatus::Live => (LogLevel::Info, format!("ring {ring:?}: producer live")),
+        ProducerStatus::Waiting => (
+            LogLevel::Info,
+            format!("ring {ring:?}: waiting for a producer"),
+        ),
+        ProducerStatus::Stopped => (LogLevel::Warn, format!("ring {ring:?}: producer stopped")),
+        ProducerStatus::Dead => (LogLevel::Warn, format!("ring {ring:?}: producer died")),
+    };
+    ServerMessage::Log(LogEntry { level, message }).to_json()
+}
+
+/// Offers `frame` to a client: makes it the pending frame if the client wants it; a
+/// pending frame it replaces is dropped.
+fn offer(app: &App, session: &Mutex<Session>, out: &sender::Outbox, frame: Arc<Frame>) {
+    let mut s = lock(session);
+    if s.offer(std::time::Instant::now()) == Offer::Pass || frame.mask(|id| s.wants_camera(id)) == 0
+    {
+        return;
+    }
+    drop(s);
+    if let Some(old) = out.replace(frame) {
+        sender::dropped(app.metrics.as_ref(), session, &old);
+    }
+}
+
+/// Serves one client until it leaves, misbehaves or the server stops.
+async fn serve(
+    app: Arc<App>,
+    conn: Connection,
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    mut lines: LineReader,
+    settings: Settings,
+    _slot: Slot,
+) {
+    let session = Arc::new(Mutex::new(Session::new(settings)));
+    let texts = Arc::new(Texts::default());
+    let out = Arc::new(sender::Outbox::default());
+    let _demand = app.feed.demand();
+    let mut text_writer = tokio::spawn({
+        let texts = Arc::clone(&texts);
+        async move { texts.write_loop(send).await }
+    });
+    let mut frame_writer = tokio::spawn(sender::write_loop(
+        conn.clone(),
+        Arc::clone(&out),
+        Arc::clone(&session),
+        Arc::clone(&app.metrics),
+        Arc::clone(&app.counters),
+    ));
+    texts.push(state_message(&app, &session));
+    let mut frames = app.feed.frames.subscribe();
+    let mut status = app.feed.status.subscribe();
+    let mut shutdown = app.shutdown.clone();
+    let period = Duration::from_millis(STATS_INTERVAL_MS);
+    let mut stats = tokio::time::interval_at(Instant::now() + period, period);
+    let mut writer_done = false;
+    if let Some(f) = frames.borrow_and_update().clone() {
+        if now_ns().saturating_sub(f.ring.read_ns) < STALE_NS {
+            offer(&app, &session, &out, f);
+        }
+    }
+    let closing: Option<(u32, String)> = loop {
+        tokio::select! {
+            changed = frames.changed() => {
+                if changed.is_err() {
+                    break Some((close::GOING_AWAY, "server stopping".into()));
+                }
+                let frame = frames.borrow_and_update().clone();
+                if let Some(f) = frame {
+                    offer(&app, &session, &out, f);
+                }
+            }
+            changed = status.changed() => {
+                if changed.is_ok() {
+                    let producer = status.borrow_and_update().producer;
+                    texts.push(producer_log(&app.ring, producer));
+                    texts.push(state_message(&app, &session));
+                }
+            }
+            line = lines.read(&mut recv) => match line {
+                Ok(Line::Text(text)) => match ClientMessage::from_json(&text) {
+                    Ok(m) => {
+                        if m == ClientMessage::Pause {
+                            // No stream is opened after the `state` that says paused.
+                            out.clear();
+                        }
+                        lock(&session).control(&m);
+                        texts.push(state_message(&app, &session));
+                    }
+                    Err(e) => {
+                        app.metrics.control_errors.inc();
+                        texts.push(ServerMessage::error(&e).to_json());
+                    }
+                },
+                Ok(Line::TooLong) => {
+                    app.metrics.protocol_errors.inc();
+                    break Some((
+                        close::TOO_BIG,
+                        format!("control lines are limited to {MAX_LINE} bytes"),
+                    ));
+                }
+                // The client finished its side of the control stream: it is leaving.
+                Ok(Line::End) => break Some((close::DONE, "bye".into())),
+                Err(_) => break None,
+            },
+            _ = stats.tick() => {
+                let (stats, changed) = lock(&session).stats(std::time::Instant::now());
+                texts.push(ServerMessage::Stats(stats).to_json());
+                if changed {
+                    texts.push(state_message(&app, &session));
+                }
+            }
+            // It closed the connection (nothing delivered for too long) or saw it lost.
+            _ = &mut frame_writer, if !writer_done => {
+                writer_done = true;
+                break None;
+            }
+            _ = shutdown.wait_for(|s| *s) => {
+                break Some((close::GOING_AWAY, "server stopping".into()));
+            }
+        }
+    };
+    texts.close();
+    if let Some((code, reason)) = closing {
+        // Let the last lines go out first (an `error`, say), briefly.
+        let _ = timeout(Duration::from_millis(200), &mut text_writer).await;
+        conn.close(VarInt::from_u32(code), reason.as_bytes());
+    }
+    out.close();
+    if !writer_done
+        && timeout(Duration::from_secs(2), &mut frame_writer)
+            .await
+            .is_err()
+    {
+        frame_writer.abort();
+    }
+    text_writer.abort();
+}
+
+/// The adapter's metrics in the Prometheus text format: the shared counters
+/// (`kind="quic"`) and the QUIC-only ones ([`QuicCounters`]).
+pub fn render_metrics(metrics: &Metrics, counters: &QuicCounters) -> String {
+    let mut text = metrics.render();
+    let quic = counters.render();
+    match text.rfind("# EOF") {
+        Some(at) => text.insert_str(at, &quic),
+        None => text.push_str(&quic),
+    }
+    text
+}
+
+/// Serves `GET /metrics` ([`render_metrics`]) on `listener` until `stop` completes. With a
+/// token, the request must carry it (`?token=` or `Authorization: Bearer`).
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    counters: Arc<QuicCounters>,
+    token: Option<String>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::extract::Query;
+    use axum::http::{header, HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    let page = move |Query(pairs): Query<Vec<(String, String)>>, headers: HeaderMap| {
+        let (metrics, counters, token) = (metrics.clone(), counters.clone(), token.clone());
+        async move {
+            if let Some(expected) = &token {
+                let given = pairs
+                    .iter()
+                    .find(|(k, _)| k == "token")
+                    .map(|(_, v)| v.as_str())
+                    .or_else(|| {
+                        headers
+                            .get(header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.strip_prefix("Bearer "))
+                    })
+                    .unwrap_or("");
+                if !bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+                    return (StatusCode::UNAUTHORIZED, "wrong or missing token\n").into_response();
+                }
+            }
+            (
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                render_metrics(&metrics, &counters),
+            )
+                .into_response()
+        }
+    };
+    let router = axum::Router::new().route("/metrics", axum::routing::get(page));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await
+}

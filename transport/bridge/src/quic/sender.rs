@@ -1,0 +1,368 @@
+//! One QUIC client's frame streams: which frame goes out when, on which stream, at which
+//! priority, and which streams are abandoned.
+//!
+//! The rules (docs/protocol.md, 10.8.4):
+//!
+//! 1. A frame offered to the client becomes its *pending* frame; a newer one replaces it
+//!    (the older is dropped). The pending frame is only a reference: its images are made
+//!    when it is started.
+//! 2. A pending frame is started at once, on a new unidirectional stream, at a priority
+//!    above every stream before it, while fewer than [`MAX_FRAMES_IN_FLIGHT`] streams are
+//!    in flight (written, not yet acknowledged). quinn sends the bytes of the highest
+//!    priority stream first, so an older stream only gets what the newest leaves over.
+//! 3. With [`MAX_FRAMES_IN_FLIGHT`] in flight, starting a frame first resets the oldest
+//!    stream (`RESET_SUPERSEDED`). Progress guard: after [`MAX_RESETS_WITHOUT_DELIVERY`]
+//!    such resets with no frame delivered in between, the client is slower than one frame
+//!    per frame interval; then the frames in flight are left to finish and the newest
+//!    frame waits as pending (as with WebSocket), so every client gets frames through.
+//! 4. When a frame is delivered (every byte acknowledged), older streams still in flight
+//!    are reset: the client has a newer frame and would only drop them.
+//! 5. Nothing delivered for [`SEND_TIMEOUT`] while frames are waiting: the connection is
+//!    closed with [`close::TIMEOUT`].
+//!
+//! Stats and metrics: a delivered frame is `sent` (its latency is capture to
+//! acknowledgement); a replaced, reset or client-stopped frame is `dropped`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use camring_protocol::control::MAX_FRAMES_IN_FLIGHT;
+use camring_shm::clock::now_ns;
+use quinn::{Connection, SendStream, VarInt};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::time::Instant;
+
+use super::control::{close, RESET_CANCELLED, RESET_SUPERSEDED};
+use super::{QuicCounters, SEND_TIMEOUT};
+use crate::encode::{Built, Frame};
+use crate::metrics::{self, Metrics};
+use crate::session::Session;
+
+/// Resets of superseded streams allowed without a delivery in between (rule 3).
+pub const MAX_RESETS_WITHOUT_DELIVERY: u32 = 2;
+
+/// The pending frame of one client, shared by its connection task (which offers frames)
+/// and its writer.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    state: Mutex<(Option<Arc<Frame>>, bool)>,
+    wake: Notify,
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Arc<Frame>>, bool)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `frame` the pending one; returns the one it replaced.
+    pub fn replace(&self, frame: Arc<Frame>) -> Option<Arc<Frame>> {
+        let old = self.lock().0.replace(frame);
+        self.wake.notify_one();
+        old
+    }
+
+    /// Forgets the pending frame (pause: nothing is started after it).
+    pub fn clear(&self) {
+        self.lock().0 = None;
+    }
+
+    /// Tells the writer to stop.
+    pub fn close(&self) {
+        self.lock().1 = true;
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Option<Arc<Frame>> {
+        self.lock().0.take()
+    }
+
+    fn has_pending(&self) -> bool {
+        self.lock().0.is_some()
+    }
+
+    fn closed(&self) -> bool {
+        self.lock().1
+    }
+}
+
+/// Counts `frame` dropped for the client of `session`.
+pub fn dropped(metrics: &Metrics, session: &Mutex<Session>, frame: &Frame) {
+    let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
+    let ids: Vec<u32> = frame
+        .ring
+        .cameras
+        .iter()
+        .map(|c| c.info.camera_id)
+        .filter(|&id| s.wants_camera(id))
+        .collect();
+    s.dropped(ids);
+    metrics
+        .frames_dropped
+        .get_or_create(&metrics::kind("quic"))
+        .inc();
+}
+
+/// How a frame stream ended.
+#[derive(Debug)]
+enum Outcome {
+    /// Every byte acknowledged.
+    Delivered,
+    /// The client stopped it.
+    Stopped,
+    /// We reset it.
+    Reset,
+    /// The connection is gone.
+    Lost,
+}
+
+/// A frame stream in flight.
+#[derive(Debug)]
+struct InFlight {
+    seq: u64,
+    built: Arc<Built>,
+    cancel: Option<oneshot::Sender<VarInt>>,
+}
+
+impl InFlight {
+    /// Resets the stream with `code` (its task does it and reports `Reset`).
+    fn reset(&mut self, code: VarInt) {
+        if let Some(c) = self.cancel.take() {
+            let _ = c.send(code);
+        }
+    }
+}
+
+/// Writes `bytes` on `stream`, finishes it and waits until the client acknowledged every
+/// byte, unless `cancel` says to reset it first.
+async fn send_frame(
+    mut stream: SendStream,
+    bytes: Bytes,
+    cancel: oneshot::Receiver<VarInt>,
+) -> Outcome {
+    tokio::pin!(cancel);
+    let done = {
+        let work = async {
+            stream.write_chunk(bytes).await.map_err(|e| match e {
+                quinn::WriteError::Stopped(_) => Outcome::Stopped,
+                _ => Outcome::Lost,
+            })?;
+            let _ = stream.finish();
+            match stream.stopped().await {
+                Ok(None) => Ok(Outcome::Delivered),
+                Ok(Some(_)) => Err(Outcome::Stopped),
+                Err(_) => Err(Outcome::Lost),
+            }
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            r = &mut work => Ok(r.unwrap_or_else(|o| o)),
+            code = &mut cancel => Err(code.unwrap_or(RESET_CANCELLED)),
+        }
+    };
+    match done {
+        Ok(outcome) => outcome,
+        Err(code) => {
+            let _ = stream.reset(code);
+            Outcome::Reset
+        }
+    }
+}
+
+/// The widest and tallest camera of a frame (what `quality=auto` scales).
+fn largest(frame: &Frame) -> (u32, u32) {
+    frame.ring.cameras.iter().fold((0, 0), |(w, h), c| {
+        (w.max(c.info.width), h.max(c.info.height))
+    })
+}
+
+/// One client's frame writer.
+struct Writer {
+    conn: Connection,
+    out: Arc<Outbox>,
+    session: Arc<Mutex<Session>>,
+    metrics: Arc<Metrics>,
+    counters: Arc<QuicCounters>,
+    in_flight: VecDeque<InFlight>,
+    done_tx: mpsc::UnboundedSender<(u64, Outcome)>,
+    seq: u64,
+    resets_since_delivery: u32,
+    /// Since when frames have waited without one being delivered.
+    stuck_since: Option<Instant>,
+}
+
+impl Writer {
+    fn can_start(&self) -> bool {
+        self.in_flight.len() < MAX_FRAMES_IN_FLIGHT
+            || self.resets_since_delivery < MAX_RESETS_WITHOUT_DELIVERY
+    }
+
+    /// Resets in-flight stream `i` (its frame is dropped).
+    fn abandon(&mut self, i: usize) {
+        let Some(mut f) = self.in_flight.remove(i) else {
+            return;
+        };
+        f.reset(RESET_SUPERSEDED);
+        self.dropped_built(&f.built);
+        QuicCounters::add(&self.counters.streams_reset);
+    }
+
+    fn dropped_built(&self, built: &Built) {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .dropped(built.cameras.iter().map(|&(id, _, _)| id));
+        self.metrics
+            .frames_dropped
+            .get_or_create(&metrics::kind("quic"))
+            .inc();
+    }
+
+    /// Starts the pending frame on `stream`; keeps the stream for later if nothing is
+    /// pending any more (paused, say).
+    async fn start(&mut self, stream: SendStream) -> Option<SendStream> {
+        let Some(frame) = self.out.take() else {
+            return Some(stream);
+        };
+        let (variant, mask) = {
+            let s = self.session.lock().unwrap_or_else(|e| e.into_inner());
+            let (w, h) = largest(&frame);
+            (s.variant(w, h), frame.mask(|id| s.wants_camera(id)))
+        };
+        let Some(built) = frame.message(variant, mask, &self.metrics).await else {
+            return Some(stream);
+        };
+        if self.in_flight.len() >= MAX_FRAMES_IN_FLIGHT {
+            self.abandon(0);
+            self.resets_since_delivery += 1;
+        }
+        self.seq += 1;
+        // Newer frames first. (2^31 frames at 30 fps take over two years.)
+        let _ = stream.set_priority((self.seq % i32::MAX as u64) as i32);
+        let (cancel, cancelled) = oneshot::channel();
+        let tx = self.done_tx.clone();
+        let seq = self.seq;
+        let bytes = built.bytes.clone();
+        tokio::spawn(async move {
+            let outcome = send_frame(stream, bytes, cancelled).await;
+            let _ = tx.send((seq, outcome));
+        });
+        self.in_flight.push_back(InFlight {
+            seq,
+            built,
+            cancel: Some(cancel),
+        });
+        None
+    }
+
+    /// Takes the end of stream `seq` into account; `false` when the connection is gone.
+    fn finished(&mut self, seq: u64, outcome: Outcome) -> bool {
+        let Some(i) = self.in_flight.iter().position(|f| f.seq == seq) else {
+            // Reset by us: counted then.
+            return !matches!(outcome, Outcome::Lost);
+        };
+        match outcome {
+            Outcome::Delivered => {
+                let f = self.in_flight.remove(i).expect("found");
+                self.session
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .sent(&f.built, now_ns());
+                let kind = metrics::kind("quic");
+                self.metrics.frames_sent.get_or_create(&kind).inc();
+                self.metrics
+                    .bytes_sent
+                    .get_or_create(&kind)
+                    .inc_by(f.built.bytes.len() as u64);
+                self.resets_since_delivery = 0;
+                self.stuck_since = None;
+                // Older streams are stale now (rule 4).
+                while self.in_flight.front().is_some_and(|o| o.seq < seq) {
+                    self.abandon(0);
+                }
+                true
+            }
+            Outcome::Stopped | Outcome::Reset => {
+                let f = self.in_flight.remove(i).expect("found");
+                self.dropped_built(&f.built);
+                if matches!(outcome, Outcome::Stopped) {
+                    QuicCounters::add(&self.counters.streams_stopped);
+                }
+                true
+            }
+            Outcome::Lost => false,
+        }
+    }
+}
+
+/// Sends the client's frames until the connection ends or the outbox is closed.
+pub async fn write_loop(
+    conn: Connection,
+    out: Arc<Outbox>,
+    session: Arc<Mutex<Session>>,
+    metrics: Arc<Metrics>,
+    counters: Arc<QuicCounters>,
+) {
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut w = Writer {
+        conn,
+        out,
+        session,
+        metrics,
+        counters,
+        in_flight: VecDeque::new(),
+        done_tx,
+        seq: 0,
+        resets_since_delivery: 0,
+        stuck_since: None,
+    };
+    let mut spare: Option<SendStream> = None;
+    loop {
+        if w.out.closed() {
+            break;
+        }
+        let pending = w.out.has_pending();
+        if pending || !w.in_flight.is_empty() {
+            w.stuck_since.get_or_insert_with(Instant::now);
+        } else {
+            w.stuck_since = None;
+        }
+        let want = pending && w.can_start();
+        if want {
+            if let Some(stream) = spare.take() {
+                spare = w.start(stream).await;
+                continue;
+            }
+        }
+        let deadline = w.stuck_since.map(|s| s + SEND_TIMEOUT);
+        let conn = w.conn.clone();
+        tokio::select! {
+            biased;
+            done = done_rx.recv() => {
+                let Some((seq, outcome)) = done else { break };
+                if !w.finished(seq, outcome) {
+                    break;
+                }
+            }
+            _ = w.out.wake.notified() => {}
+            stream = conn.open_uni(), if want => match stream {
+                Ok(stream) => spare = w.start(stream).await,
+                Err(_) => break,
+            },
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                w.conn.close(
+                    VarInt::from_u32(close::TIMEOUT),
+                    b"no frame could be delivered for 10 s",
+                );
+                break;
+            }
+            _ = conn.closed() => break,
+        }
+    }
+    for f in &mut w.in_flight {
+        f.reset(RESET_CANCELLED);
+    }
+    if let Some(mut s) = spare {
+        let _ = s.reset(RESET_CANCELLED);
+    }
+}
