@@ -235,6 +235,15 @@ impl Bridge {
     }
 }
 
+impl Drop for Bridge {
+    /// A failing test shows what the bridge said (its process is killed right after).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- bridge stderr ---\n{}---", self.log());
+        }
+    }
+}
+
 /// A plain HTTP response.
 #[derive(Debug)]
 pub struct HttpResponse {
