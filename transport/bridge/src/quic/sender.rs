@@ -203,6 +203,7 @@ impl Writer {
             return;
         };
         f.reset(RESET_SUPERSEDED);
+        tracing::debug!(client = self.conn.stable_id(), stream = f.seq, "quic: stream reset");
         self.dropped_built(&f.built);
         QuicCounters::add(&self.counters.streams_reset);
     }
@@ -247,6 +248,12 @@ impl Writer {
             let outcome = send_frame(stream, bytes, cancelled).await;
             let _ = tx.send((seq, outcome));
         });
+        tracing::debug!(
+            client = self.conn.stable_id(),
+            stream = seq,
+            frame = frame.number(),
+            "quic: stream started"
+        );
         self.in_flight.push_back(InFlight {
             seq,
             built,
@@ -257,6 +264,7 @@ impl Writer {
 
     /// Takes the end of stream `seq` into account; `false` when the connection is gone.
     fn finished(&mut self, seq: u64, outcome: Outcome) -> bool {
+        tracing::debug!(client = self.conn.stable_id(), stream = seq, ?outcome, "quic: stream ended");
         let Some(i) = self.in_flight.iter().position(|f| f.seq == seq) else {
             // Reset by us: counted then.
             return !matches!(outcome, Outcome::Lost);
