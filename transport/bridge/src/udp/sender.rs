@@ -20,7 +20,7 @@ use crate::encode::{Built, Frame};
 use crate::metrics;
 use crate::session::{Offer, Session};
 
-/// Most datagrams sent in one go before the task lets others run.
+/// Most datagrams sent in a row before the task lets others run.
 const MAX_BURST: u32 = 32;
 /// Shortest wait between two bursts (the timer's resolution).
 const MIN_GAP: Duration = Duration::from_millis(1);
@@ -235,7 +235,8 @@ impl Subscriber {
         });
     }
 
-    /// Sends the fragments due by now (at most [`MAX_BURST`]), and plans the next burst.
+    /// Sends the fragments due by now (yielding every [`MAX_BURST`]), and plans the next
+    /// burst.
     async fn send_due(&mut self) {
         let Some(mut c) = self.current.take() else {
             return;
@@ -258,7 +259,12 @@ impl Subscriber {
             self.buf.resize(c.mtu, 0);
         }
         let mut burst = 0;
-        while c.next < due && burst < MAX_BURST {
+        while c.next < due {
+            if burst == MAX_BURST {
+                // Let the other subscribers' tasks run (a timer would cost a millisecond).
+                tokio::task::yield_now().await;
+                burst = 0;
+            }
             let Some(fragment) = fragmenter.fragment(c.next) else {
                 break;
             };
@@ -281,13 +287,8 @@ impl Subscriber {
                 .inc_by(c.built.bytes.len() as u64);
             return;
         }
-        c.wake = if c.next < due {
-            // A full burst and more due: go on once others have run.
-            now
-        } else {
-            let at = c.window.mul_f64(f64::from(c.next) / f64::from(c.count));
-            (c.started + at).max(now + MIN_GAP)
-        };
+        let at = c.window.mul_f64(f64::from(c.next) / f64::from(c.count));
+        c.wake = (c.started + at).max(Instant::now() + MIN_GAP);
         self.current = Some(c);
     }
 
