@@ -47,6 +47,11 @@ pub struct QuicArgs {
     /// Write the certificate in use (PEM) into FILE, for clients to use as their --ca.
     #[arg(long, value_name = "FILE")]
     pub save_cert: Option<PathBuf>,
+    /// Send each client's frames in order at one priority instead of newest first: nothing
+    /// half sent is thrown away when a client cannot keep up (more frames get through to
+    /// a saturated client), but the newest frame may wait for an older one's bytes.
+    #[arg(long)]
+    pub in_order: bool,
     /// Also serve Prometheus metrics over HTTP at http://ADDR/metrics (the token applies).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
@@ -93,6 +98,7 @@ pub fn run(args: QuicArgs) -> anyhow::Result<ExitCode> {
         token: args.token.clone(),
         max_clients: args.max_clients,
         identity,
+        newest_first: !args.in_order,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -74,6 +74,12 @@ pub struct QuicConfig {
     pub max_clients: usize,
     /// The server's certificate and key.
     pub identity: Identity,
+    /// Newest first (the default): each frame stream at a higher priority than the ones
+    /// before it, older ones reset ([`sender`]). Otherwise frames go in order at one
+    /// priority, a newer one waiting as pending while two are in flight: nothing half
+    /// sent is thrown away when the client is saturated, but the newest frame may wait
+    /// for an older one's bytes.
+    pub newest_first: bool,
 }
 
 impl QuicConfig {
@@ -85,6 +91,7 @@ impl QuicConfig {
             token: None,
             max_clients: DEFAULT_MAX_CLIENTS,
             identity,
+            newest_first: true,
         }
     }
 }
@@ -160,6 +167,7 @@ struct App {
     ring: String,
     token: Option<String>,
     max_clients: usize,
+    newest_first: bool,
     feed: Arc<Feed>,
     metrics: Arc<Metrics>,
     counters: Arc<QuicCounters>,
@@ -178,9 +186,11 @@ pub struct QuicBridge {
 }
 
 /// The server's transport parameters: one control stream per client and nothing else
-/// from it, small receive windows (a client sends only control lines), no datagrams.
+/// from it, small receive windows (a client sends only control lines), no datagrams;
+/// streams of one priority sent in order, not round robin.
 fn transport() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
+    t.send_fairness(false);
     t.max_concurrent_bidi_streams(VarInt::from_u32(1))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .stream_receive_window(VarInt::from_u32(64 * 1024))
@@ -210,6 +220,7 @@ impl QuicBridge {
             ring: config.ring,
             token: config.token,
             max_clients: config.max_clients,
+            newest_first: config.newest_first,
             feed,
             metrics,
             counters: Arc::default(),
@@ -522,6 +533,7 @@ async fn serve(
         Arc::clone(&session),
         Arc::clone(&app.metrics),
         Arc::clone(&app.counters),
+        app.newest_first,
     ));
     texts.push(state_message(&app, &session));
     let mut frames = app.feed.frames.subscribe();

@@ -20,6 +20,9 @@
 //! 5. Nothing delivered for [`SEND_TIMEOUT`] while frames are waiting: the connection is
 //!    closed with [`close::TIMEOUT`].
 //!
+//! In order (`newest_first` off): every stream at one priority (quinn then sends them in
+//! order), no third stream while two are in flight (rule 3 off); rules 1, 4 and 5 hold.
+//!
 //! Stats and metrics: a delivered frame is `sent` (its latency is capture to
 //! acknowledgement); a replaced, reset or client-stopped frame is `dropped`.
 
@@ -186,6 +189,7 @@ struct Writer {
     in_flight: VecDeque<InFlight>,
     done_tx: mpsc::UnboundedSender<(u64, Outcome)>,
     seq: u64,
+    newest_first: bool,
     resets_since_delivery: u32,
     /// Since when frames have waited without one being delivered.
     stuck_since: Option<Instant>,
@@ -194,7 +198,7 @@ struct Writer {
 impl Writer {
     fn can_start(&self) -> bool {
         self.in_flight.len() < MAX_FRAMES_IN_FLIGHT
-            || self.resets_since_delivery < MAX_RESETS_WITHOUT_DELIVERY
+            || (self.newest_first && self.resets_since_delivery < MAX_RESETS_WITHOUT_DELIVERY)
     }
 
     /// Resets in-flight stream `i` (its frame is dropped).
@@ -203,7 +207,11 @@ impl Writer {
             return;
         };
         f.reset(RESET_SUPERSEDED);
-        tracing::debug!(client = self.conn.stable_id(), stream = f.seq, "quic: stream reset");
+        tracing::debug!(
+            client = self.conn.stable_id(),
+            stream = f.seq,
+            "quic: stream reset"
+        );
         self.dropped_built(&f.built);
         QuicCounters::add(&self.counters.streams_reset);
     }
@@ -238,8 +246,10 @@ impl Writer {
             self.resets_since_delivery += 1;
         }
         self.seq += 1;
-        // Newer frames first. (2^31 frames at 30 fps take over two years.)
-        let _ = stream.set_priority((self.seq % i32::MAX as u64) as i32);
+        if self.newest_first {
+            // Newer frames first. (2^31 frames at 30 fps take over two years.)
+            let _ = stream.set_priority((self.seq % i32::MAX as u64) as i32);
+        }
         let (cancel, cancelled) = oneshot::channel();
         let tx = self.done_tx.clone();
         let seq = self.seq;
@@ -264,7 +274,12 @@ impl Writer {
 
     /// Takes the end of stream `seq` into account; `false` when the connection is gone.
     fn finished(&mut self, seq: u64, outcome: Outcome) -> bool {
-        tracing::debug!(client = self.conn.stable_id(), stream = seq, ?outcome, "quic: stream ended");
+        tracing::debug!(
+            client = self.conn.stable_id(),
+            stream = seq,
+            ?outcome,
+            "quic: stream ended"
+        );
         let Some(i) = self.in_flight.iter().position(|f| f.seq == seq) else {
             // Reset by us: counted then.
             return !matches!(outcome, Outcome::Lost);
@@ -310,6 +325,7 @@ pub async fn write_loop(
     session: Arc<Mutex<Session>>,
     metrics: Arc<Metrics>,
     counters: Arc<QuicCounters>,
+    newest_first: bool,
 ) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut w = Writer {
@@ -321,6 +337,7 @@ pub async fn write_loop(
         in_flight: VecDeque::new(),
         done_tx,
         seq: 0,
+        newest_first,
         resets_since_delivery: 0,
         stuck_since: None,
     };

@@ -1,0 +1,1022 @@
+//! The QUIC adapter (`camring_bridge::quic::QuicBridge`) against bare quinn sending the
+//! same bytes, and its capture-to-receive latency at a camera's rate.
+//!
+//! The bench process is the producer: a `camring_shm::Writer` on a 4-slot ring of 4 JPEG
+//! cameras, publishing 4 JPEGs (q80) made once from the synthetic pattern, every publish
+//! re-stamped (`capture_ns` = `tick_ns` = the time the publish starts). The bridge runs in
+//! this process on its own tokio runtime (2 worker threads, as `camring bridge quic` runs
+//! it) and reads the ring like any reader. Clients are quinn connections over loopback on
+//! another runtime, with the transport parameters of `camring view quic://` (8 streams at
+//! once, 8 MiB per stream, 32 MiB per connection), the server pinned by its fingerprint;
+//! each reads every unidirectional stream whole, concurrently, and parses the message with
+//! `camring_protocol::wire::parse`. All timestamps are `camring_shm::clock::now_ns`.
+//!
+//! A. Throughput, one client taking messages as fast as it can, variants in a fresh random
+//!    order every round (`common::Order`), a fresh connection each time:
+//!
+//!    * `bridge`: ring → `QuicBridge` → client (control stream, hello, one stream per
+//!      multi-frame). The producer keeps [`AHEAD`] frame numbers ahead of the newest one
+//!      the client received (publishing anyway after a 50 ms stall).
+//!    * `bare`: a quinn server with the bridge's TLS (same certificate, rustls/ring, TLS
+//!      1.3) sending the very bytes of a message the bridge sent, one unidirectional stream
+//!      per message, back to back (as many streams at once as the client allows).
+//!
+//!    Messages/s per run; the ratio bridge / bare is taken per round and its median
+//!    reported (goal ≥ 0.9). Latency: bridge `send_ns` (stamped before it builds the
+//!    message) → received; bare: the server starting the stream → received.
+//!
+//! B. Capture-to-receive latency: the producer publishes at 30 fps, 1 and 10 clients
+//!    (tasks on a 2-worker runtime) record `now − capture_ns` for every camera of every
+//!    message. Received fps per client, frames the bridge dropped (pending replaced or
+//!    streams reset) and streams reset.
+//!
+//! `cargo bench --bench quic` runs the full benchmark; without `--bench` (as under
+//! `cargo test --all-targets`) a smoke run with tiny images checks that everything works.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{anyhow, ensure, Context, Result};
+use bytes::Bytes;
+use camring_bridge::quic::control::{Hello, Line, LineReader, MAX_SERVER_LINE, QUIC_VERSION};
+use camring_bridge::quic::tls::{self, Identity, Trust};
+use camring_bridge::quic::{QuicBridge, QuicConfig, QuicCounters};
+use camring_protocol::layout::{CameraEntry, CameraLayout};
+use camring_protocol::pattern::{self, Geometry};
+use camring_protocol::wire::{self, CAM_REENCODED};
+use camring_protocol::PixelFormat;
+use camring_shm::clock::now_ns;
+use camring_shm::{RingConfig, Writer};
+use common::{fmt_ns, median, Order, RingGuard, Table};
+use hdrhistogram::Histogram;
+use quinn::VarInt;
+use tokio::runtime::Runtime;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+const CAMERAS: usize = 4;
+const QUALITY: u8 = 80;
+const SLOTS: u32 = 4;
+/// Pattern frame number the images show.
+const FRAME: u64 = 7;
+/// How many multi-frames the producer may publish beyond what the client received (A).
+const AHEAD: u64 = 3;
+
+#[derive(Debug, Clone)]
+struct Params {
+    size: (u32, u32),
+    warmup_rounds: usize,
+    rounds: usize,
+    run: Duration,
+    settle: Duration,
+    fps: f64,
+    clients: Vec<usize>,
+    passes: usize,
+    case: Duration,
+    case_warmup: Duration,
+}
+
+// ---------------------------------------------------------------- the producer
+
+/// The 4 JPEGs every publish carries.
+#[derive(Debug)]
+struct Source {
+    width: u32,
+    height: u32,
+    jpegs: Vec<Vec<u8>>,
+}
+
+impl Source {
+    fn new(width: u32, height: u32) -> Result<Source> {
+        let stride = width as usize * 3;
+        let g = Geometry::new(PixelFormat::Rgb8, width, height, stride).context("geometry")?;
+        let mut enc = camring_jpeg::Encoder::new(QUALITY)?;
+        let jpegs = (0..CAMERAS as u32)
+            .map(|cam| {
+                let mut rgb = vec![0u8; g.len()];
+                pattern::fill(&mut rgb, &g, cam, FRAME);
+                enc.encode(&rgb, PixelFormat::Rgb8, width, height, stride)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Source {
+            width,
+            height,
+            jpegs,
+        })
+    }
+
+    fn ring_config(&self) -> RingConfig {
+        let max_len = self.jpegs.iter().map(Vec::len).max().unwrap_or(0) as u32;
+        let cam = CameraLayout {
+            width: self.width,
+            height: self.height,
+            format: PixelFormat::Jpeg.code(),
+            max_len,
+        };
+        RingConfig::new(SLOTS, vec![cam; CAMERAS], 30_000)
+    }
+
+    /// Publishes one multi-frame captured now.
+    fn publish(&self, writer: &mut Writer, sequence: u64) -> Result<u64> {
+        let now = now_ns();
+        let mut loan = writer.loan();
+        for (cam, jpeg) in self.jpegs.iter().enumerate() {
+            let entry = CameraEntry {
+                camera_id: cam as u32,
+                format: PixelFormat::Jpeg.code(),
+                width: self.width,
+                height: self.height,
+                stride: 0,
+                capture_ns: now,
+                sequence,
+                ..CameraEntry::default()
+            };
+            loan.push_camera(entry, jpeg.len())?.copy_from_slice(jpeg);
+        }
+        Ok(loan.commit(now, 0)?)
+    }
+}
+
+/// How the producer publishes.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// Whenever fewer than `ahead` frames were published beyond what the client received.
+    Ahead(u64),
+    /// At a fixed rate.
+    Fps(f64),
+}
+
+/// Shared between the producer thread and the clients.
+#[derive(Debug, Default)]
+struct Gate {
+    stop: AtomicBool,
+    /// The newest frame number the client received, plus one (0: none yet).
+    received: AtomicU64,
+    producer: OnceLock<std::thread::Thread>,
+}
+
+impl Gate {
+    fn received(&self, frame: u64) {
+        // SYNC POINT: Relaxed: a number the producer polls; nothing is published through it.
+        self.received.fetch_max(frame + 1, Ordering::Relaxed);
+        if let Some(t) = self.producer.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// Runs on its own thread until `gate.stop`; returns the ticks it was late for.
+fn produce(writer: &mut Writer, src: &Source, pace: Pace, gate: &Gate) -> Result<u64> {
+    let _ = gate.producer.set(std::thread::current());
+    let start = std::time::Instant::now();
+    let (mut published, mut late) = (0u64, 0u64);
+    let first_frame = writer.next_frame();
+    let mut last_received = 0;
+    let mut last_progress = start;
+    // SYNC POINT: Relaxed: flags and counts, nothing is published through them.
+    while !gate.stop.load(Ordering::Relaxed) {
+        match pace {
+            Pace::Ahead(ahead) => {
+                let received = gate.received.load(Ordering::Relaxed);
+                if received != last_received {
+                    last_received = received;
+                    last_progress = std::time::Instant::now();
+                }
+                if writer.next_frame() >= received.max(first_frame) + ahead
+                    && last_progress.elapsed() < Duration::from_millis(50)
+                {
+                    std::thread::park_timeout(Duration::from_millis(5));
+                    continue;
+                }
+                last_progress = std::time::Instant::now();
+            }
+            Pace::Fps(fps) => {
+                let period = Duration::from_secs_f64(1.0 / fps);
+                let mut due = start + period.mul_f64((published + late) as f64);
+                let now = std::time::Instant::now();
+                while now > due + period {
+                    late += 1;
+                    due += period;
+                }
+                if now < due {
+                    std::thread::sleep((due - now).min(Duration::from_millis(10)));
+                    continue;
+                }
+            }
+        }
+        src.publish(writer, published)?;
+        published += 1;
+    }
+    Ok(late)
+}
+
+/// The producer's side: the ring and what it publishes.
+struct Ring {
+    src: Source,
+    writer: Writer,
+    _guard: RingGuard,
+}
+
+impl Ring {
+    /// Runs the producer at `pace` on its own thread while `f` runs on this one.
+    fn with_producer<T>(
+        &mut self,
+        pace: Pace,
+        gate: &Gate,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<(T, u64)> {
+        // SYNC POINT: Relaxed: a flag, nothing is published through it.
+        gate.stop.store(false, Ordering::Relaxed);
+        let Ring { src, writer, .. } = self;
+        let (out, produced) = std::thread::scope(|s| {
+            let producer = s.spawn(|| produce(writer, src, pace, gate));
+            let out = f();
+            gate.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = gate.producer.get() {
+                t.unpark();
+            }
+            (out, producer.join())
+        });
+        let late = produced.map_err(|_| anyhow!("producer panicked"))??;
+        Ok((out?, late))
+    }
+}
+
+// ---------------------------------------------------------------- clients
+
+/// The client transport of `camring view quic://`.
+fn client_config(fingerprint: &str) -> Result<quinn::ClientConfig> {
+    let pin = tls::parse_fingerprint(fingerprint)?;
+    let mut c = quinn::ClientConfig::new(tls::client_crypto(&Trust::Pinned(pin))?);
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_uni_streams(VarInt::from_u32(8))
+        .stream_receive_window(VarInt::from_u32(8 << 20))
+        .receive_window(VarInt::from_u32(32 << 20));
+    c.transport_config(Arc::new(t));
+    Ok(c)
+}
+
+/// A connection: for the bridge with its control stream open and the first line read.
+struct Conn {
+    _endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    _control: Option<(quinn::SendStream, quinn::RecvStream)>,
+}
+
+async fn connect(addr: SocketAddr, config: &quinn::ClientConfig, hello: bool) -> Result<Conn> {
+    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    endpoint.set_default_client_config(config.clone());
+    let conn = endpoint.connect(addr, "localhost")?.await?;
+    let control = if hello {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let h = Hello {
+            version: QUIC_VERSION,
+            token: None,
+            settings: None,
+        };
+        send.write_all(h.to_line().as_bytes()).await?;
+        let mut lines = LineReader::new(MAX_SERVER_LINE);
+        match lines.read(&mut recv).await? {
+            Line::Text(t) if t.contains("\"state\"") => {}
+            other => anyhow::bail!("expected a state, got {other:?}"),
+        }
+        Some((send, recv))
+    } else {
+        None
+    };
+    Ok(Conn {
+        _endpoint: endpoint,
+        conn,
+        _control: control,
+    })
+}
+
+/// Where a message's send time comes from.
+#[derive(Debug, Clone)]
+enum Stamps {
+    /// The bridge's header (`send_ns`).
+    Header,
+    /// The bare server's stamps by stream index.
+    Bare(Arc<Mutex<HashMap<u64, u64>>>),
+}
+
+/// What one client received in its measuring window.
+#[derive(Debug)]
+struct Recv {
+    messages: u64,
+    bytes: u64,
+    resets: u64,
+    capture: Histogram<u64>,
+    send: Histogram<u64>,
+    gaps: u64,
+    window_ns: u64,
+    wall_ns: u64,
+    cpu_ns: u64,
+}
+
+impl Recv {
+    fn new() -> Recv {
+        Recv {
+            messages: 0,
+            bytes: 0,
+            resets: 0,
+            capture: common::histogram(),
+            send: common::histogram(),
+            gaps: 0,
+            window_ns: 0,
+            wall_ns: 0,
+            cpu_ns: 0,
+        }
+    }
+
+    fn fps(&self) -> f64 {
+        self.messages as f64 / (self.window_ns as f64 / 1e9)
+    }
+
+    fn add(&mut self, o: &Recv) -> Result<()> {
+        self.messages += o.messages;
+        self.bytes += o.bytes;
+        self.resets += o.resets;
+        self.capture.add(&o.capture)?;
+        self.send.add(&o.send)?;
+        self.gaps += o.gaps;
+        Ok(())
+    }
+}
+
+/// Reads every stream of `c` whole (concurrently) until `until`, recording what completes
+/// from `from` on.
+async fn receive(
+    c: Conn,
+    stamps: Stamps,
+    gate: Option<Arc<Gate>>,
+    from: Instant,
+    until: Instant,
+) -> Result<Recv> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut r = Recv::new();
+    r.window_ns = (until - from).as_nanos() as u64;
+    let mut last_frame: Option<u64> = None;
+    let mut started: Option<(u64, u64)> = None;
+    loop {
+        tokio::select! {
+            s = c.conn.accept_uni() => {
+                let mut s = s.context("accepting a stream")?;
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let index = s.id().index();
+                    let got = s.read_to_end(256 << 20).await;
+                    let _ = tx.send((index, got.map(|d| (d, now_ns()))));
+                });
+            }
+            Some((index, got)) = rx.recv() => {
+                let (data, now) = match got {
+                    Ok(g) => g,
+                    Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(_))) => {
+                        if Instant::now() >= from {
+                            r.resets += 1;
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e).context("reading a stream"),
+                };
+                let m = wire::parse(&data).map_err(|e| anyhow!("bad message: {e}"))?;
+                if let Some(g) = &gate {
+                    g.received(m.header.frame);
+                }
+                if Instant::now() < from {
+                    last_frame = Some(m.header.frame);
+                    continue;
+                }
+                started.get_or_insert_with(|| (now, common::process_cpu_ns()));
+                r.messages += 1;
+                r.bytes += data.len() as u64;
+                match &stamps {
+                    Stamps::Header => {
+                        common::record(&mut r.send, now.saturating_sub(m.header.send_ns));
+                        for cam in &m.cameras {
+                            common::record(&mut r.capture, now.saturating_sub(cam.info.capture_ns));
+                        }
+                        if let Some(l) = last_frame {
+                            r.gaps += m.header.frame.saturating_sub(l + 1);
+                        }
+                        last_frame = Some(last_frame.map_or(m.header.frame, |l| l.max(m.header.frame)));
+                    }
+                    Stamps::Bare(map) => {
+                        let sent = map.lock().unwrap_or_else(|e| e.into_inner()).remove(&index);
+                        if let Some(sent) = sent {
+                            common::record(&mut r.send, now.saturating_sub(sent));
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(until) => break,
+        }
+    }
+    if let Some((wall0, cpu0)) = started {
+        r.wall_ns = now_ns().saturating_sub(wall0);
+        r.cpu_ns = common::process_cpu_ns() - cpu0;
+    }
+    c.conn.close(VarInt::from_u32(0), b"bye");
+    // Let the close reach the server (or it keeps the connection until its idle timeout).
+    let _ = tokio::time::timeout(Duration::from_millis(200), c._endpoint.wait_idle()).await;
+    Ok(r)
+}
+
+/// A bare quinn server: every connection is sent `message` on one new stream after
+/// another, back to back (each written into quinn's buffer and finished, the next opened
+/// at once, as many open as the client allows); the stamp of each stream's start goes
+/// into the map.
+async fn bare_server(
+    endpoint: quinn::Endpoint,
+    message: Bytes,
+    stamps: Arc<Mutex<HashMap<u64, u64>>>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let message = message.clone();
+        let stamps = Arc::clone(&stamps);
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            while let Ok(mut s) = conn.open_uni().await {
+                stamps
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(s.id().index(), now_ns());
+                if s.write_chunk(message.clone()).await.is_err() {
+                    return;
+                }
+                let _ = s.finish();
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------- the bench
+
+/// Counters of the bridge read at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    read: u64,
+    sent: u64,
+    dropped: u64,
+    reset: u64,
+}
+
+impl Counts {
+    fn of(m: &camring_bridge::metrics::Metrics, q: &QuicCounters) -> Counts {
+        let k = camring_bridge::metrics::kind("quic");
+        Counts {
+            read: m.frames_read.get(),
+            sent: m.frames_sent.get_or_create(&k).get(),
+            dropped: m.frames_dropped.get_or_create(&k).get(),
+            reset: QuicCounters::get(&q.streams_reset),
+        }
+    }
+
+    fn since(self, o: Counts) -> Counts {
+        Counts {
+            read: self.read - o.read,
+            sent: self.sent - o.sent,
+            dropped: self.dropped - o.dropped,
+            reset: self.reset - o.reset,
+        }
+    }
+}
+
+struct Net {
+    server: Runtime,
+    client1: Runtime,
+    clients: Runtime,
+    bridge_addr: SocketAddr,
+    config: quinn::ClientConfig,
+    identity: Identity,
+    metrics: Arc<camring_bridge::metrics::Metrics>,
+    counters: Arc<QuicCounters>,
+    /// The same bridge with `newest_first` off (`--in-order`).
+    in_order: Served,
+    stop_bridge: tokio::sync::oneshot::Sender<()>,
+    bridge_task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// A bridge running on the server runtime.
+struct Served {
+    addr: SocketAddr,
+    config: quinn::ClientConfig,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+fn serve(server: &Runtime, config: QuicConfig) -> Result<Served> {
+    let bridge = server.block_on(QuicBridge::bind(config))?;
+    let addr = bridge.local_addr()?;
+    let client = client_config(bridge.fingerprint())?;
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = server.spawn(bridge.run(async move {
+        let _ = rx.await;
+    }));
+    Ok(Served {
+        addr,
+        config: client,
+        stop,
+        task,
+    })
+}
+
+struct Bench {
+    p: Params,
+    ring: Ring,
+    net: Net,
+}
+
+fn main() -> Result<()> {
+    let full = common::full_run();
+    let p = if full {
+        common::catch_interrupts();
+        Params {
+            size: (1280, 720),
+            warmup_rounds: 1,
+            rounds: std::env::var("ROUNDS")
+                .ok()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(12),
+            run: Duration::from_millis(1500),
+            settle: Duration::from_millis(300),
+            fps: 30.0,
+            clients: vec![1, 10],
+            passes: 2,
+            case: Duration::from_secs(8),
+            case_warmup: Duration::from_secs(1),
+        }
+    } else {
+        Params {
+            size: (64, 48),
+            warmup_rounds: 0,
+            rounds: 1,
+            run: Duration::from_millis(100),
+            settle: Duration::from_millis(20),
+            fps: 30.0,
+            clients: vec![1, 2],
+            passes: 1,
+            case: Duration::from_millis(150),
+            case_warmup: Duration::from_millis(50),
+        }
+    };
+    println!("Machine: {}", common::machine());
+    if !full {
+        println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
+    }
+    println!();
+    let mut bench = Bench::new(&p)?;
+    let result = bench.run();
+    let stopped = bench.stop();
+    result.and(stopped)
+}
+
+impl Bench {
+    fn new(p: &Params) -> Result<Bench> {
+        let (w, h) = p.size;
+        let src = Source::new(w, h)?;
+        let name = common::ring_name("quic");
+        let guard = RingGuard(name.clone());
+        let writer = Writer::create(&name, &src.ring_config())?;
+        let server = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bench-server")
+            .enable_all()
+            .build()?;
+        let client1 = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let clients = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bench-clients")
+            .enable_all()
+            .build()?;
+        let identity = Identity::generate(&["localhost".into(), "127.0.0.1".into()])?;
+        let mut config = QuicConfig::new(name, identity.clone());
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let in_order = serve(
+            &server,
+            QuicConfig {
+                newest_first: false,
+                ..config.clone()
+            },
+        )?;
+        let bridge = server.block_on(QuicBridge::bind(config))?;
+        let bridge_addr = bridge.local_addr()?;
+        let client_config = client_config(bridge.fingerprint())?;
+        let metrics = bridge.metrics();
+        let counters = bridge.counters();
+        let (stop_bridge, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let bridge_task = server.spawn(bridge.run(async move {
+            let _ = stop_rx.await;
+        }));
+        println!(
+            "{CAMERAS} × {w}×{h} JPEG q{QUALITY} (synthetic pattern, made once; every publish \
+             re-stamped): JPEGs {} bytes; ring of {SLOTS} slots\n",
+            src.jpegs
+                .iter()
+                .map(|j| j.len().to_string())
+                .collect::<Vec<_>>()
+                .join(" / "),
+        );
+        Ok(Bench {
+            p: p.clone(),
+            ring: Ring {
+                src,
+                writer,
+                _guard: guard,
+            },
+            net: Net {
+                server,
+                client1,
+                clients,
+                bridge_addr,
+                config: client_config,
+                identity,
+                metrics,
+                counters,
+                in_order,
+                stop_bridge,
+                bridge_task,
+            },
+        })
+    }
+
+    fn run(&mut self) -> Result<()> {
+        let template = self.check()?;
+        self.throughput(template)?;
+        self.latency()
+    }
+
+    fn stop(self) -> Result<()> {
+        let Bench { net, ring, .. } = self;
+        let _ = net.stop_bridge.send(());
+        let _ = net.in_order.stop.send(());
+        net.server
+            .block_on(net.bridge_task)
+            .context("bridge task")?
+            .context("bridge")?;
+        net.server
+            .block_on(net.in_order.task)
+            .context("bridge task")?
+            .context("bridge")?;
+        net.server.shutdown_timeout(Duration::from_secs(1));
+        drop(ring);
+        Ok(())
+    }
+
+    /// One message through the bridge: the JPEGs forwarded byte for byte.
+    fn check(&mut self) -> Result<Bytes> {
+        let gate = Gate::default();
+        let net = &self.net;
+        let (message, _) = self.ring.with_producer(Pace::Fps(30.0), &gate, || {
+            net.client1.block_on(async {
+                let c = connect(net.bridge_addr, &net.config, true).await?;
+                let mut s = tokio::time::timeout(Duration::from_secs(5), c.conn.accept_uni())
+                    .await
+                    .context("no frame from the bridge within 5 s")??;
+                let data = s.read_to_end(256 << 20).await?;
+                c.conn.close(VarInt::from_u32(0), b"bye");
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(200), c._endpoint.wait_idle()).await;
+                Ok::<_, anyhow::Error>(Bytes::from(data))
+            })
+        })?;
+        let m = wire::parse(&message).map_err(|e| anyhow!("bad message: {e}"))?;
+        ensure!(m.cameras.len() == CAMERAS, "{} cameras", m.cameras.len());
+        for (c, cam) in m.cameras.iter().enumerate() {
+            ensure!(
+                cam.payload == self.ring.src.jpegs[c].as_slice(),
+                "camera {c}: the bridge did not forward the ring's JPEG as it is"
+            );
+            ensure!(
+                cam.info.flags & CAM_REENCODED == 0,
+                "camera {c}: re-encoded"
+            );
+        }
+        println!(
+            "Check: a bridge message carries the ring's 4 JPEGs byte for byte ({} bytes, \
+             forwarded); the bare server sends this very message.\n",
+            message.len()
+        );
+        Ok(message)
+    }
+
+    // ------------------------------------------------------------ A. throughput
+
+    fn throughput(&mut self, template: Bytes) -> Result<()> {
+        let p = self.p.clone();
+        let stamps = Arc::new(Mutex::new(HashMap::new()));
+        let bare_addr = {
+            let _guard = self.net.server.enter();
+            let mut server =
+                quinn::ServerConfig::with_crypto(tls::server_crypto(&self.net.identity)?);
+            let mut t = quinn::TransportConfig::default();
+            t.max_concurrent_uni_streams(VarInt::from_u32(0));
+            server.transport_config(Arc::new(t));
+            let endpoint = quinn::Endpoint::server(server, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            let addr = endpoint.local_addr()?;
+            self.net
+                .server
+                .spawn(bare_server(endpoint, template, Arc::clone(&stamps)));
+            addr
+        };
+        let labels = [
+            "bridge: ring → QuicBridge → client",
+            "bare quinn, same bytes",
+            "bridge, in order (--in-order)",
+        ];
+        let n = labels.len();
+        let mut total: Vec<Recv> = (0..n).map(|_| Recv::new()).collect();
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut cpu_per_msg: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut ratio = Vec::new();
+        let mut ratio_in_order = Vec::new();
+        let mut efficiency = Vec::new();
+        let mut order = Order::new(0x0071_c0de);
+        let counts0 = Counts::of(&self.net.metrics, &self.net.counters);
+        for round in 0..p.warmup_rounds + p.rounds {
+            common::check_interrupt()?;
+            let measured = round >= p.warmup_rounds;
+            let mut round_rate = vec![0.0; n];
+            let mut round_cpu = vec![0.0; n];
+            for v in order.shuffled(n) {
+                let net = &self.net;
+                let r = if v != 1 {
+                    let gate = Arc::new(Gate::default());
+                    let g = Arc::clone(&gate);
+                    let (addr, config) = if v == 0 {
+                        (net.bridge_addr, &net.config)
+                    } else {
+                        (net.in_order.addr, &net.in_order.config)
+                    };
+                    let (r, _) = self.ring.with_producer(Pace::Ahead(AHEAD), &gate, || {
+                        net.client1.block_on(async {
+                            let c = connect(addr, config, true).await?;
+                            let from = Instant::now() + p.settle;
+                            receive(c, Stamps::Header, Some(g), from, from + p.run).await
+                        })
+                    })?;
+                    r
+                } else {
+                    stamps.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                    net.client1.block_on(async {
+                        let c = connect(bare_addr, &net.config, false).await?;
+                        let from = Instant::now() + p.settle;
+                        receive(
+                            c,
+                            Stamps::Bare(Arc::clone(&stamps)),
+                            None,
+                            from,
+                            from + p.run,
+                        )
+                        .await
+                    })?
+                };
+                ensure!(r.messages > 0, "{}: no message received", labels[v]);
+                round_rate[v] = r.fps();
+                round_cpu[v] = r.cpu_ns as f64 / r.messages as f64;
+                if measured {
+                    rates[v].push(r.fps());
+                    cpu_per_msg[v].push(round_cpu[v]);
+                    total[v].add(&r)?;
+                }
+            }
+            if measured {
+                ratio.push(round_rate[0] / round_rate[1]);
+                ratio_in_order.push(round_rate[2] / round_rate[1]);
+                efficiency.push(round_cpu[1] / round_cpu[0]);
+            }
+        }
+        let counts = Counts::of(&self.net.metrics, &self.net.counters).since(counts0);
+        println!("## A. Throughput: one client over loopback, bridge vs bare quinn\n");
+        println!(
+            "{} rounds (after {} warm-up) of the 3 variants in a fresh random order, each a new \
+             connection measured for {:.1} s after {:.1} s; the producer keeps {AHEAD} \
+             multi-frames ahead of the bridge's client. Send → receive: bridge `send_ns` → \
+             message read whole; bare: stream opened → read whole.\n",
+            p.rounds,
+            p.warmup_rounds,
+            p.run.as_secs_f64(),
+            p.settle.as_secs_f64()
+        );
+        let mut t = Table::new(&[
+            "variant",
+            "messages/s",
+            "MB/s",
+            "messages/s per round",
+            "CPU per message (whole process)",
+            "streams reset",
+            "send → receive p50",
+            "p99",
+            "capture → receive p50",
+            "p99",
+        ]);
+        for v in 0..n {
+            let r = &total[v];
+            let rate = median(&rates[v]);
+            let mean = r.bytes as f64 / r.messages.max(1) as f64;
+            let bridge_only = |q: f64| {
+                if v != 1 {
+                    fmt_ns(r.capture.value_at_quantile(q) as f64)
+                } else {
+                    "-".to_owned()
+                }
+            };
+            t.row(vec![
+                labels[v].to_owned(),
+                format!("{rate:.0}"),
+                format!("{:.0}", rate * mean / 1e6),
+                rates[v]
+                    .iter()
+                    .map(|x| format!("{x:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                fmt_ns(median(&cpu_per_msg[v])),
+                r.resets.to_string(),
+                fmt_ns(r.send.value_at_quantile(0.5) as f64),
+                fmt_ns(r.send.value_at_quantile(0.99) as f64),
+                bridge_only(0.5),
+                bridge_only(0.99),
+            ]);
+        }
+        t.print();
+        let range = |xs: &[f64]| {
+            format!(
+                "{:.3}–{:.3}",
+                xs.iter().copied().fold(f64::INFINITY, f64::min),
+                xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            )
+        };
+        println!(
+            "bridge / bare, messages/s: median of the {} per-round ratios **{:.3}** (goal ≥ \
+             0.9), range {}; per round: {}",
+            ratio.len(),
+            median(&ratio),
+            range(&ratio),
+            ratio
+                .iter()
+                .map(|x| format!("{x:.3}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "bridge in order / bare: median {:.3}, range {}",
+            median(&ratio_in_order),
+            range(&ratio_in_order)
+        );
+        println!(
+            "CPU per message, bare / bridge: median of the per-round ratios {:.3}, range {}",
+            median(&efficiency),
+            range(&efficiency)
+        );
+        println!(
+            "Bridge (newest first), all rounds: ring thread read {}, frames delivered {}, \
+             dropped {} (of which streams reset {}).\n",
+            counts.read, counts.sent, counts.dropped, counts.reset
+        );
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ B. latency
+
+    fn latency(&mut self) -> Result<()> {
+        let p = self.p.clone();
+        let mut results: Vec<Vec<Case>> = p.clients.iter().map(|_| Vec::new()).collect();
+        for pass in 0..p.passes {
+            let mut idx: Vec<usize> = (0..p.clients.len()).collect();
+            if pass % 2 == 1 {
+                idx.reverse();
+            }
+            for i in idx {
+                common::check_interrupt()?;
+                results[i].push(self.case(p.clients[i])?);
+            }
+        }
+        println!(
+            "## B. Capture → receive at {:.0} fps, {}×{} JPEG × {CAMERAS}\n",
+            p.fps, p.size.0, p.size.1
+        );
+        println!(
+            "{} pass(es) (the second in reverse order), each measured for {:.1} s after {:.1} \
+             s with fresh connections; clients are tasks on a 2-worker runtime sharing the 2 \
+             cores with the producer and the bridge. Per camera image, over all clients and \
+             passes.\n",
+            p.passes,
+            p.case.as_secs_f64(),
+            p.case_warmup.as_secs_f64()
+        );
+        let mut t = Table::new(&[
+            "clients",
+            "messages",
+            "per-client fps min",
+            "median",
+            "capture → receive p50",
+            "p99",
+            "max",
+            "send → receive p50",
+            "p99",
+            "dropped (bridge)",
+            "streams reset",
+            "gaps (clients)",
+            "late ticks",
+            "CPU (cores)",
+        ]);
+        for (i, runs) in results.iter().enumerate() {
+            let mut all = Recv::new();
+            let mut fps = Vec::new();
+            let (mut dropped, mut reset, mut late) = (0, 0, 0);
+            let mut cpu = Vec::new();
+            for c in runs {
+                for r in &c.recvs {
+                    all.add(r)?;
+                    fps.push(r.fps());
+                }
+                dropped += c.counts.dropped;
+                reset += c.counts.reset;
+                late += c.late;
+                cpu.push(c.cores);
+            }
+            t.row(vec![
+                p.clients[i].to_string(),
+                all.messages.to_string(),
+                format!("{:.1}", fps.iter().copied().fold(f64::INFINITY, f64::min)),
+                format!("{:.1}", median(&fps)),
+                fmt_ns(all.capture.value_at_quantile(0.5) as f64),
+                fmt_ns(all.capture.value_at_quantile(0.99) as f64),
+                fmt_ns(all.capture.max() as f64),
+                fmt_ns(all.send.value_at_quantile(0.5) as f64),
+                fmt_ns(all.send.value_at_quantile(0.99) as f64),
+                dropped.to_string(),
+                reset.to_string(),
+                all.gaps.to_string(),
+                late.to_string(),
+                format!("{:.2}", median(&cpu)),
+            ]);
+        }
+        t.print();
+        println!(
+            "dropped (bridge): `camring_bridge_frames_dropped_total{{kind=\"quic\"}}` over the \
+             measured window (pending frames replaced and streams reset), all clients; streams \
+             reset: `camring_bridge_quic_streams_reset_total`; gaps: frame numbers missing \
+             between consecutive messages; late ticks: producer ticks skipped.\n"
+        );
+        Ok(())
+    }
+
+    fn case(&mut self, n: usize) -> Result<Case> {
+        let p = &self.p;
+        let gate = Gate::default();
+        let net = &self.net;
+        let ((recvs, counts, cores), late) =
+            self.ring.with_producer(Pace::Fps(p.fps), &gate, || {
+                net.clients.block_on(async {
+                    let mut conns = Vec::new();
+                    for _ in 0..n {
+                        conns.push(connect(net.bridge_addr, &net.config, true).await?);
+                    }
+                    let from = Instant::now() + p.case_warmup;
+                    let until = from + p.case;
+                    let tasks: Vec<_> = conns
+                        .into_iter()
+                        .map(|c| tokio::spawn(receive(c, Stamps::Header, None, from, until)))
+                        .collect();
+                    tokio::time::sleep_until(from).await;
+                    let c0 = Counts::of(&net.metrics, &net.counters);
+                    let (cpu0, wall0) = (common::process_cpu_ns(), now_ns());
+                    tokio::time::sleep_until(until).await;
+                    let counts = Counts::of(&net.metrics, &net.counters).since(c0);
+                    let cores = (common::process_cpu_ns() - cpu0) as f64
+                        / now_ns().saturating_sub(wall0).max(1) as f64;
+                    let mut recvs = Vec::new();
+                    for t in tasks {
+                        let r = t.await.context("client task")??;
+                        ensure!(r.messages > 0, "a client received no frame");
+                        recvs.push(r);
+                    }
+                    Ok((recvs, counts, cores))
+                })
+            })?;
+        Ok(Case {
+            recvs,
+            counts,
+            cores,
+            late,
+        })
+    }
+}
+
+/// One run of a latency case.
+#[derive(Debug)]
+struct Case {
+    recvs: Vec<Recv>,
+    counts: Counts,
+    cores: f64,
+    late: u64,
+}
