@@ -1219,3 +1219,38 @@ fn view_reconnects_to_a_restarted_bridge_with_the_same_certificate() {
     assert_eq!(s["verified"], s["frames"], "{s}");
     assert_eq!(s["corrupt"], 0, "{s}");
 }
+
+// ---------------------------------------------------------------------------------------
+// 7. --in-order
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn in_order_mode_serves_verified_frames_in_order() {
+    let _serial = one_at_a_time();
+    let ring = ring_name("quic-in-order");
+    let _guard = RingGuard(ring.clone());
+    let _producer = producer(&ring, 3, "320x240", 30, "jpeg");
+    let b = QuicBridge::start(&ring, &["--in-order"]);
+    let rt = runtime();
+    rt.block_on(async {
+        let mut clients = Vec::new();
+        for settings in ["{}", r#"{"max_width":160}"#] {
+            clients.push(dial(&b, settings, None).await);
+        }
+        let tasks: Vec<_> = clients
+            .into_iter()
+            .map(|mut c| {
+                tokio::spawn(async move {
+                    let r = receive(&mut c, Instant::now() + Duration::from_secs(3)).await;
+                    (first_state(&c), r)
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (state, r) = t.await.expect("client");
+            let (n, verified) = check("in order", &r, &state.cameras, &state.settings);
+            assert!(n >= 45 && verified > 0, "{n} messages, {verified} verified");
+            assert!(r.closed.is_none(), "{:?}", r.closed);
+        }
+    });
+}
