@@ -768,6 +768,7 @@ fn hostile_datagrams_leave_the_server_and_other_clients_unharmed() {
     let addr = b.addr;
     let viewer = spawn_view(&b.url(), &["--verify", "--duration", "10", "--json"]);
     std::thread::sleep(Duration::from_secs(2));
+    let bridge_rss = rss_kb(b.proc.pid()).unwrap_or(0);
     let mut rng = fastrand::Rng::with_seed(0xBAD_5EED);
     let mut exchanges = Vec::new();
     // Random bytes of every size, with and without the magic.
@@ -899,6 +900,12 @@ fn hostile_datagrams_leave_the_server_and_other_clients_unharmed() {
     let flood = &exchanges[2].1;
     assert!(flood.received.len() < flood.sent / 10, "{flood:?}");
     assert!(b.alive(), "the bridge died:\n{}", b.log());
+    // Its memory did not grow with what it was sent.
+    let after = rss_kb(b.proc.pid()).unwrap_or(0);
+    assert!(
+        after <= bridge_rss + bridge_rss / 2 + 30_000,
+        "bridge RSS {bridge_rss} kB, then {after} kB"
+    );
     let out = viewer.finish(T);
     let s = verified_summary(&out, &b.log());
     // The legitimate client was never dropped nor refused.
