@@ -381,6 +381,8 @@ struct RawClient {
     refused: Option<dgram::RefuseReason>,
     /// Sizes of the datagrams received, and the messages reassembled.
     sizes: Vec<usize>,
+    /// When each fragment came: frame, index.
+    arrivals: Vec<(Instant, u64, u32)>,
     messages: Vec<Vec<u8>>,
     /// Send requests (false: go silent).
     keepalives: bool,
@@ -399,6 +401,7 @@ impl RawClient {
             full: false,
             refused: None,
             sizes: Vec::new(),
+            arrivals: Vec::new(),
             messages: Vec::new(),
             keepalives: true,
         };
@@ -431,6 +434,10 @@ impl RawClient {
             }
             if let Ok(n) = self.sock.recv(&mut buf) {
                 self.sizes.push(n);
+                if let Ok(f) = dgram::parse_fragment(&buf[..n]) {
+                    self.arrivals
+                        .push((Instant::now(), f.header.frame, f.header.index));
+                }
                 if let Some(e) = self.client.handle(Instant::now(), &buf[..n]) {
                     self.event(e);
                 }
@@ -484,6 +491,32 @@ fn a_smaller_mtu_asked_for_is_respected() {
         let msg = wire::parse(m).expect("a whole message");
         assert_eq!(msg.cameras.len(), 2);
     }
+}
+
+#[test]
+fn fragments_are_paced_over_the_frame_period() {
+    // 2 × 320×240 JPEG: ~20 fragments a message, due over half of 33 ms.
+    let p = producer("udp-pace", 2, "320x240");
+    let b = bridge(&p.ring, &[]);
+    let mut c = RawClient::subscribe(b.addr, ClientConfig::default());
+    c.pump(Duration::from_secs(3));
+    let mut spans: HashMap<u64, (Instant, Instant, u32)> = HashMap::new();
+    for &(t, frame, _) in &c.arrivals {
+        let e = spans.entry(frame).or_insert((t, t, 0));
+        e.0 = e.0.min(t);
+        e.1 = e.1.max(t);
+        e.2 += 1;
+    }
+    let mut ms: Vec<f64> = spans
+        .values()
+        .filter(|&&(_, _, n)| n > 10)
+        .map(|&(first, last, _)| (last - first).as_secs_f64() * 1e3)
+        .collect();
+    assert!(ms.len() > 20, "{} messages", ms.len());
+    // Not a burst: the median message took at least a third of its 16.7 ms window to
+    // arrive (a lower bound only: a busy machine spreads it further).
+    let m = median(&mut ms);
+    assert!(m >= 5.0, "median spread {m} ms: {ms:?}");
 }
 
 #[test]
