@@ -573,7 +573,11 @@ fn several_clients_get_verified_frames_with_their_own_settings() {
     assert!(s["frames"].as_u64().unwrap() >= 60, "{s}");
     assert_eq!(s["verified"], s["frames"], "{s}");
     assert_eq!(s["corrupt"], 0, "{s}");
-    assert_eq!(s["quic"]["stale"], 0, "{s}");
+    // A stream overtaken by a newer one (possible when the machine starves the bridge) is
+    // dropped by the view, never shown: rare, and never counted as a frame.
+    let stale = s["quic"]["stale"].as_u64().unwrap();
+    let streams = s["quic"]["streams"].as_u64().unwrap();
+    assert!(stale * 10 <= streams, "{s}");
 }
 
 // ---------------------------------------------------------------------------------------
