@@ -269,7 +269,8 @@ struct Conn {
 }
 
 async fn connect(addr: SocketAddr, config: &quinn::ClientConfig, hello: bool) -> Result<Conn> {
-    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let mut endpoint =
+        camring_bridge::quic::client_endpoint(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     endpoint.set_default_client_config(config.clone());
     let conn = endpoint.connect(addr, "localhost")?.await?;
     let control = if hello {
@@ -317,6 +318,8 @@ struct Recv {
     window_ns: u64,
     wall_ns: u64,
     cpu_ns: u64,
+    /// CPU time of the other processes of the machine over the same time.
+    others_ns: u64,
 }
 
 impl Recv {
@@ -331,6 +334,7 @@ impl Recv {
             window_ns: 0,
             wall_ns: 0,
             cpu_ns: 0,
+            others_ns: 0,
         }
     }
 
@@ -362,7 +366,7 @@ async fn receive(
     let mut r = Recv::new();
     r.window_ns = (until - from).as_nanos() as u64;
     let mut last_frame: Option<u64> = None;
-    let mut started: Option<(u64, u64)> = None;
+    let mut started: Option<(u64, u64, u64)> = None;
     loop {
         tokio::select! {
             s = c.conn.accept_uni() => {
@@ -393,7 +397,7 @@ async fn receive(
                     last_frame = Some(m.header.frame);
                     continue;
                 }
-                started.get_or_insert_with(|| (now, common::process_cpu_ns()));
+                started.get_or_insert_with(|| (now, common::process_cpu_ns(), machine_busy_ns()));
                 r.messages += 1;
                 r.bytes += data.len() as u64;
                 match &stamps {
@@ -418,14 +422,34 @@ async fn receive(
             _ = tokio::time::sleep_until(until) => break,
         }
     }
-    if let Some((wall0, cpu0)) = started {
+    if let Some((wall0, cpu0, busy0)) = started {
         r.wall_ns = now_ns().saturating_sub(wall0);
         r.cpu_ns = common::process_cpu_ns() - cpu0;
+        r.others_ns = machine_busy_ns()
+            .saturating_sub(busy0)
+            .saturating_sub(r.cpu_ns);
     }
     c.conn.close(VarInt::from_u32(0), b"bye");
     // Let the close reach the server (or it keeps the connection until its idle timeout).
     let _ = tokio::time::timeout(Duration::from_millis(200), c._endpoint.wait_idle()).await;
     Ok(r)
+}
+
+/// CPU time of the whole machine so far, busy (not idle or waiting for IO), from
+/// `/proc/stat` (USER_HZ ticks of 10 ms).
+fn machine_busy_ns() -> u64 {
+    let ticks = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        let v: Vec<u64> = s
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal
+        Some(v.iter().take(8).sum::<u64>() - v.get(3)? - v.get(4)?)
+    });
+    ticks.unwrap_or(0) * 10_000_000
 }
 
 /// A bare quinn server: every connection is sent `message` on one new stream after
@@ -720,7 +744,13 @@ impl Bench {
             let mut t = quinn::TransportConfig::default();
             t.max_concurrent_uni_streams(VarInt::from_u32(0));
             server.transport_config(Arc::new(t));
-            let endpoint = quinn::Endpoint::server(server, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            // The bridge's socket buffers too.
+            let endpoint = quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                Some(server),
+                camring_bridge::quic::udp_socket(SocketAddr::from(([127, 0, 0, 1], 0)))?,
+                Arc::new(quinn::TokioRuntime),
+            )?;
             let addr = endpoint.local_addr()?;
             self.net
                 .server
@@ -736,6 +766,8 @@ impl Bench {
         let mut total: Vec<Recv> = (0..n).map(|_| Recv::new()).collect();
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut cpu_per_msg: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut cores: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut others: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut ratio = Vec::new();
         let mut ratio_in_order = Vec::new();
         let mut efficiency = Vec::new();
@@ -785,6 +817,8 @@ impl Bench {
                 if measured {
                     rates[v].push(r.fps());
                     cpu_per_msg[v].push(round_cpu[v]);
+                    cores[v].push(r.cpu_ns as f64 / r.wall_ns.max(1) as f64);
+                    others[v].push(r.others_ns as f64 / r.wall_ns.max(1) as f64);
                     total[v].add(&r)?;
                 }
             }
@@ -812,6 +846,8 @@ impl Bench {
             "MB/s",
             "messages/s per round",
             "CPU per message (whole process)",
+            "CPU (cores)",
+            "other processes (cores)",
             "streams reset",
             "send → receive p50",
             "p99",
@@ -839,6 +875,8 @@ impl Bench {
                     .collect::<Vec<_>>()
                     .join(", "),
                 fmt_ns(median(&cpu_per_msg[v])),
+                format!("{:.2}", median(&cores[v])),
+                format!("{:.2}", median(&others[v])),
                 r.resets.to_string(),
                 fmt_ns(r.send.value_at_quantile(0.5) as f64),
                 fmt_ns(r.send.value_at_quantile(0.99) as f64),

@@ -257,7 +257,8 @@ async fn dial_raw(
     config: quinn::ClientConfig,
     json: &str,
 ) -> Result<Client, ConnectionError> {
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("endpoint");
+    let mut endpoint =
+        camring_bridge::quic::client_endpoint("127.0.0.1:0".parse().unwrap()).expect("endpoint");
     endpoint.set_default_client_config(config);
     let conn = tokio::time::timeout(
         PATIENCE,
@@ -1096,7 +1097,8 @@ fn hostile_datagrams_and_control_garbage_harm_nobody() {
         closes.push(("long line", close_code(&closed)));
         // Connections that vanish: after the handshake, mid-hello, without a word.
         for i in 0..20 {
-            let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+            let mut endpoint =
+                camring_bridge::quic::client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
             endpoint.set_default_client_config(config.clone());
             if let Ok(Ok(conn)) = tokio::time::timeout(
                 Duration::from_secs(5),

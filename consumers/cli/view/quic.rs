@@ -372,7 +372,7 @@ async fn connect(
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let mut endpoint = quinn::Endpoint::client(bind).map_err(unreachable)?;
+    let mut endpoint = camring_bridge::quic::client_endpoint(bind).map_err(unreachable)?;
     endpoint.set_default_client_config(config.clone());
     let conn = endpoint
         .connect(addr, &target.host)
@@ -604,7 +604,6 @@ impl Viewer<'_> {
                         }
                     }
                     Ok(Line::TooLong) => {
-                        self.session.on_text("{}"); // counted as skipped
                         break "the server sent a control line over 64 KiB".to_owned();
                     }
                     Ok(Line::End) => control_open = false,

@@ -60,6 +60,38 @@ pub const MAX_CONNECTIONS: usize = 1024;
 const STALE_NS: u64 = 2_000_000_000;
 /// Control lines queued for one client beyond which the oldest are dropped.
 const MAX_QUEUED_TEXTS: usize = 32;
+/// UDP socket buffers asked for (`SO_RCVBUF`, `SO_SNDBUF`; the kernel caps them at
+/// `net.core.rmem_max` and `wmem_max`). A multi-frame arrives as a burst of hundreds of
+/// datagrams: in Linux's default 208 KiB receive buffer a burst overflows whenever the
+/// receiving thread is not scheduled at once, and a lost last packet of a frame costs a
+/// probe timeout (some 25 ms) to recover.
+pub const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A UDP socket bound to `addr` with [`SOCKET_BUFFER`]-sized buffers (as far as the
+/// kernel allows), dual-stack when bound to an IPv6 address where the system allows it.
+pub fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
+    // Best effort: a smaller buffer only makes bursts likelier to overflow.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// A client endpoint on `bind` (e.g. `0.0.0.0:0`) with large socket buffers
+/// ([`udp_socket`]). Must be called within a tokio runtime.
+pub fn client_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        udp_socket(bind)?,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
 
 /// What `camring bridge quic` serves, and how.
 #[derive(Debug, Clone)]
@@ -210,7 +242,12 @@ impl QuicBridge {
         server
             .transport_config(Arc::new(transport()))
             .max_incoming(MAX_CONNECTIONS);
-        let endpoint = quinn::Endpoint::server(server, config.listen)?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            udp_socket(config.listen)?,
+            Arc::new(quinn::TokioRuntime),
+        )?;
         let feed = Feed::new();
         let metrics = Arc::new(Metrics::new());
         let ring_thread =
