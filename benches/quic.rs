@@ -64,8 +64,16 @@ const QUALITY: u8 = 80;
 const SLOTS: u32 = 4;
 /// Pattern frame number the images show.
 const FRAME: u64 = 7;
-/// How many multi-frames the producer may publish beyond what the client received (A).
+/// How many multi-frames the producer may publish beyond what the client received (A),
+/// unless the environment's `AHEAD` says otherwise.
 const AHEAD: u64 = 3;
+
+fn ahead() -> u64 {
+    std::env::var("AHEAD")
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(AHEAD)
+}
 
 #[derive(Debug, Clone)]
 struct Params {
@@ -788,7 +796,7 @@ impl Bench {
                     } else {
                         (net.in_order.addr, &net.in_order.config)
                     };
-                    let (r, _) = self.ring.with_producer(Pace::Ahead(AHEAD), &gate, || {
+                    let (r, _) = self.ring.with_producer(Pace::Ahead(ahead()), &gate, || {
                         net.client1.block_on(async {
                             let c = connect(addr, config, true).await?;
                             let from = Instant::now() + p.settle;
@@ -832,13 +840,14 @@ impl Bench {
         println!("## A. Throughput: one client over loopback, bridge vs bare quinn\n");
         println!(
             "{} rounds (after {} warm-up) of the 3 variants in a fresh random order, each a new \
-             connection measured for {:.1} s after {:.1} s; the producer keeps {AHEAD} \
+             connection measured for {:.1} s after {:.1} s; the producer keeps {} \
              multi-frames ahead of the bridge's client. Send → receive: bridge `send_ns` → \
              message read whole; bare: stream opened → read whole.\n",
             p.rounds,
             p.warmup_rounds,
             p.run.as_secs_f64(),
-            p.settle.as_secs_f64()
+            p.settle.as_secs_f64(),
+            ahead()
         );
         let mut t = Table::new(&[
             "variant",

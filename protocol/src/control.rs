@@ -594,6 +594,51 @@ mod format_name {
     }
 }
 
+/// Version of the QUIC framing (`hello.version`, docs/protocol.md 10.9).
+pub const QUIC_VERSION: u32 = 1;
+
+/// The first line of a QUIC connection's control stream, from the client (docs/protocol.md,
+/// 10.9). Not a [`ClientMessage`]: it is sent once, before any of those.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "hello")]
+pub struct Hello {
+    /// [`QUIC_VERSION`].
+    pub version: u32,
+    /// The server's token, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Initial settings, as a `settings` message without its `type` (same fields, ranges and
+    /// strictness).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<SettingsUpdate>,
+}
+
+impl Hello {
+    /// Parses a hello line; the message says what is wrong.
+    pub fn from_json(line: &str) -> Result<Hello, String> {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("the first control line must be a hello: {e}"))?;
+        if value.get("type").and_then(|t| t.as_str()) != Some("hello") {
+            return Err("the first control line must be a hello (`\"type\": \"hello\"`)".into());
+        }
+        let hello: Hello = serde_json::from_value(value).map_err(|e| format!("bad hello: {e}"))?;
+        if hello.version != QUIC_VERSION {
+            return Err(format!(
+                "unsupported version {} (this server speaks {QUIC_VERSION})",
+                hello.version
+            ));
+        }
+        Ok(hello)
+    }
+
+    /// The line to send (JSON and a newline).
+    pub fn to_line(&self) -> String {
+        let mut s = serde_json::to_string(self).expect("a hello serializes");
+        s.push('\n');
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
@@ -914,6 +959,9 @@ mod tests {
             let again = if let Ok(m) = ClientMessage::from_json(block) {
                 from_client += 1;
                 m.to_json()
+            } else if let Ok(h) = Hello::from_json(block) {
+                from_client += 1;
+                h.to_line().trim_end().to_string()
             } else {
                 let m = ServerMessage::from_json(block)
                     .unwrap_or_else(|e| panic!("not a message ({e}):\n{block}"));

@@ -3,12 +3,8 @@
 //! Also the application error codes a connection is closed with and the reset code of a
 //! superseded frame stream.
 
-use camring_protocol::control::SettingsUpdate;
+pub use camring_protocol::control::{Hello, QUIC_VERSION};
 use quinn::VarInt;
-use serde::{Deserialize, Serialize};
-
-/// Version of the QUIC framing (`hello.version`).
-pub const QUIC_VERSION: u32 = 1;
 
 /// Connection close codes (QUIC application error codes) and what they mean.
 pub mod close {
@@ -59,47 +55,6 @@ pub const STOP_STALE: VarInt = VarInt::from_u32(1);
 pub const MAX_LINE: usize = camring_protocol::control::MAX_CLIENT_MESSAGE;
 /// Largest line a client accepts from the server (a `stats` of 16 cameras is ~3 KB).
 pub const MAX_SERVER_LINE: usize = 64 * 1024;
-
-/// The first line of the control stream, from the client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename = "hello")]
-pub struct Hello {
-    /// [`QUIC_VERSION`].
-    pub version: u32,
-    /// The server's token, if it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    /// Initial settings, as a `settings` message without its `type` (same fields, ranges and
-    /// strictness).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub settings: Option<SettingsUpdate>,
-}
-
-impl Hello {
-    /// Parses a hello line; the message says what is wrong.
-    pub fn from_json(line: &str) -> Result<Hello, String> {
-        let value: serde_json::Value = serde_json::from_str(line)
-            .map_err(|e| format!("the first control line must be a hello: {e}"))?;
-        if value.get("type").and_then(|t| t.as_str()) != Some("hello") {
-            return Err("the first control line must be a hello (`\"type\": \"hello\"`)".into());
-        }
-        let hello: Hello = serde_json::from_value(value).map_err(|e| format!("bad hello: {e}"))?;
-        if hello.version != QUIC_VERSION {
-            return Err(format!(
-                "unsupported version {} (this server speaks {QUIC_VERSION})",
-                hello.version
-            ));
-        }
-        Ok(hello)
-    }
-
-    /// The line to send (JSON and a newline).
-    pub fn to_line(&self) -> String {
-        let mut s = serde_json::to_string(self).expect("a hello serializes");
-        s.push('\n');
-        s
-    }
-}
 
 /// What reading a line gave.
 #[derive(Debug, PartialEq, Eq)]
