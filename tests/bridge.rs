@@ -620,8 +620,14 @@ fn fifty_clients_with_their_own_settings_get_verified_frames() {
             last_stats.connection.sent <= n as u64 + 2,
             "{name}: {last_stats:?}"
         );
+        // The first state may say `waiting` when the client connected before the bridge
+        // had attached to the ring (a loaded machine); frames come once it is live.
+        assert!(
+            c.states.iter().any(|s| s.producer == ProducerStatus::Live),
+            "{name}: {:?}",
+            c.states.iter().map(|s| s.producer).collect::<Vec<_>>()
+        );
         let first = &c.states[0];
-        assert_eq!(first.producer, ProducerStatus::Live, "{name}");
         match kind {
             0..=4 => {
                 // Uncapped: (nearly) every frame on a quiet machine; half on a noisy one.

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod bridge;
 mod cameras;
 mod demo;
@@ -42,6 +43,12 @@ enum Command {
     View(view::ViewArgs),
     /// Start a synthetic 4-camera producer and the WebSocket bridge; prints the viewer's URL.
     Demo(demo::DemoArgs),
+    /// Measure every transport side by side with baselines (memcpy, TCP, Unix socket,
+    /// iceoryx2): latency, throughput, CPU per frame; a table, JSON and a plot.
+    Bench(bench::BenchArgs),
+    /// One side of one cell of `camring bench` (started by it).
+    #[command(name = "bench-child", hide = true)]
+    BenchChild(bench::ChildArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +72,8 @@ fn main() -> ExitCode {
         Command::Bridge(a) => bridge::run(a),
         Command::View(a) => view::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::BenchChild(a) => bench::run_child(a),
     };
     match result {
         Ok(code) => code,
