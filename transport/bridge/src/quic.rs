@@ -28,10 +28,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use camring_protocol::control::{
-    ClientMessage, LogEntry, LogLevel, ProducerStatus, ServerMessage, Settings,
-    State as StreamState, DEFAULT_MAX_CLIENTS, STATS_INTERVAL_MS,
+    ClientMessage, ProducerStatus, ServerMessage, Settings, DEFAULT_MAX_CLIENTS, STATS_INTERVAL_MS,
 };
-use camring_protocol::wire;
 use camring_shm::clock::now_ns;
 use quinn::{Connection, VarInt};
 use subtle::ConstantTimeEq;
@@ -41,7 +39,7 @@ use tokio::time::{timeout, Instant};
 use crate::encode::Frame;
 use crate::metrics::{self, Metrics};
 use crate::ring::{self, Feed};
-use crate::session::{Offer, Session};
+use crate::session::{self, Offer, Session};
 use control::{close, Hello, Line, LineReader, MAX_LINE};
 use tls::{Identity, TlsError};
 
@@ -506,30 +504,11 @@ fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
 
 fn state_message(app: &App, session: &Mutex<Session>) -> String {
     let status = app.feed.status.borrow().clone();
-    let s = lock(session);
-    ServerMessage::State(StreamState {
-        version: wire::VERSION,
-        ring: app.ring.clone(),
-        producer: status.producer,
-        cameras: status.cameras,
-        settings: s.settings().clone(),
-        paused: s.paused(),
-    })
-    .to_json()
+    session::state_message(&app.ring, &status, &lock(session)).to_json()
 }
 
-/// The `log` line sent to clients when the producer's status changes.
 fn producer_log(ring: &str, producer: ProducerStatus) -> String {
-    let (level, message) = match producer {
-        ProducerStatus::Live => (LogLevel::Info, format!("ring {ring:?}: producer live")),
-        ProducerStatus::Waiting => (
-            LogLevel::Info,
-            format!("ring {ring:?}: waiting for a producer"),
-        ),
-        ProducerStatus::Stopped => (LogLevel::Warn, format!("ring {ring:?}: producer stopped")),
-        ProducerStatus::Dead => (LogLevel::Warn, format!("ring {ring:?}: producer died")),
-    };
-    ServerMessage::Log(LogEntry { level, message }).to_json()
+    session::producer_log(ring, producer).to_json()
 }
 
 /// Offers `frame` to a client: makes it the pending frame if the client wants it; a

@@ -5,13 +5,42 @@
 use std::time::{Duration, Instant};
 
 use camring_protocol::control::{
-    CameraSet, CameraStats, ClientMessage, ConnectionStats, Percentiles, Quality, Settings,
-    SettingsUpdate, Stats,
+    CameraSet, CameraStats, ClientMessage, ConnectionStats, LogEntry, LogLevel, Percentiles,
+    ProducerStatus, Quality, ServerMessage, Settings, SettingsUpdate, State as StreamState, Stats,
 };
+use camring_protocol::wire;
 use camring_shm::clock::now_ns;
 use hdrhistogram::Histogram;
 
 use crate::encode::{Built, Variant};
+use crate::ring::RingStatus;
+
+/// The `state` message telling a client the stream as it is now: the ring, its producer
+/// and cameras, and this client's settings and pause.
+pub fn state_message(ring: &str, status: &RingStatus, session: &Session) -> ServerMessage {
+    ServerMessage::State(StreamState {
+        version: wire::VERSION,
+        ring: ring.to_owned(),
+        producer: status.producer,
+        cameras: status.cameras.clone(),
+        settings: session.settings().clone(),
+        paused: session.paused(),
+    })
+}
+
+/// The `log` message sent to clients when the producer's status changes.
+pub fn producer_log(ring: &str, producer: ProducerStatus) -> ServerMessage {
+    let (level, message) = match producer {
+        ProducerStatus::Live => (LogLevel::Info, format!("ring {ring:?}: producer live")),
+        ProducerStatus::Waiting => (
+            LogLevel::Info,
+            format!("ring {ring:?}: waiting for a producer"),
+        ),
+        ProducerStatus::Stopped => (LogLevel::Warn, format!("ring {ring:?}: producer stopped")),
+        ProducerStatus::Dead => (LogLevel::Warn, format!("ring {ring:?}: producer died")),
+    };
+    ServerMessage::Log(LogEntry { level, message })
+}
 
 /// Qualities `quality=auto` steps through, best first.
 pub const AUTO_QUALITIES: [u8; 7] = [90, 80, 70, 60, 50, 40, 30];

@@ -28,11 +28,10 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use camring_protocol::control::{
-    ClientMessage, LogEntry, LogLevel, ProducerStatus, Quality, ServerMessage, Settings,
-    SettingsUpdate, State as StreamState, CLOSE_MESSAGE_TOO_BIG, CLOSE_UNSUPPORTED_DATA,
-    DEFAULT_MAX_CLIENTS, DEFAULT_QUALITY, MAX_CLIENT_MESSAGE, STATS_INTERVAL_MS,
+    ClientMessage, ProducerStatus, Quality, ServerMessage, Settings, SettingsUpdate,
+    CLOSE_MESSAGE_TOO_BIG, CLOSE_UNSUPPORTED_DATA, DEFAULT_MAX_CLIENTS, DEFAULT_QUALITY,
+    MAX_CLIENT_MESSAGE, STATS_INTERVAL_MS,
 };
-use camring_protocol::wire;
 use camring_shm::clock::now_ns;
 use futures_util::{SinkExt, StreamExt};
 use subtle::ConstantTimeEq;
@@ -43,7 +42,7 @@ use tokio::time::{timeout, Instant};
 use crate::encode::{Frame, Variant};
 use crate::metrics::{self, Metrics};
 use crate::ring::{self, Feed};
-use crate::session::{Offer, Session};
+use crate::session::{self, Offer, Session};
 
 /// Unsent bytes the kernel may hold per connection (`TCP_NOTSENT_LOWAT`): what a slow
 /// client has queued beyond its two frames in flight stays small, so its latency cannot
@@ -472,30 +471,11 @@ fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
 
 fn state_message(app: &App, session: &Mutex<Session>) -> String {
     let status = app.feed.status.borrow().clone();
-    let s = lock(session);
-    ServerMessage::State(StreamState {
-        version: wire::VERSION,
-        ring: app.config.ring.clone(),
-        producer: status.producer,
-        cameras: status.cameras,
-        settings: s.settings().clone(),
-        paused: s.paused(),
-    })
-    .to_json()
+    session::state_message(&app.config.ring, &status, &lock(session)).to_json()
 }
 
-/// The `log` line sent to clients when the producer's status changes.
 fn producer_log(ring: &str, producer: ProducerStatus) -> String {
-    let (level, message) = match producer {
-        ProducerStatus::Live => (LogLevel::Info, format!("ring {ring:?}: producer live")),
-        ProducerStatus::Waiting => (
-            LogLevel::Info,
-            format!("ring {ring:?}: waiting for a producer"),
-        ),
-        ProducerStatus::Stopped => (LogLevel::Warn, format!("ring {ring:?}: producer stopped")),
-        ProducerStatus::Dead => (LogLevel::Warn, format!("ring {ring:?}: producer died")),
-    };
-    ServerMessage::Log(LogEntry { level, message }).to_json()
+    session::producer_log(ring, producer).to_json()
 }
 
 fn close_frame(code: u16, reason: &str) -> Option<CloseFrame> {

@@ -5,12 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use camring_protocol::control::{
-    LogEntry, LogLevel, ProducerStatus, ServerMessage, Settings, SettingsUpdate, State,
-    STATS_INTERVAL_MS,
-};
+use camring_protocol::control::{ServerMessage, Settings, SettingsUpdate, STATS_INTERVAL_MS};
 use camring_protocol::udp::{Fragmenter, FRAGMENT_HEADER_SIZE};
-use camring_protocol::wire;
 use camring_shm::clock::now_ns;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -18,7 +14,7 @@ use tokio::time::Instant;
 use super::{SendCounters, Shared, UdpFrame};
 use crate::encode::{Built, Frame};
 use crate::metrics;
-use crate::session::{Offer, Session};
+use crate::session::{producer_log, state_message, Offer, Session};
 
 /// Most datagrams sent in a row before the task lets others run.
 const MAX_BURST: u32 = 32;
@@ -307,14 +303,7 @@ impl Subscriber {
 
     async fn send_state(&mut self) {
         let status = self.shared.feed.status.borrow().clone();
-        let state = ServerMessage::State(State {
-            version: wire::VERSION,
-            ring: self.shared.config.ring.clone(),
-            producer: status.producer,
-            cameras: status.cameras,
-            settings: self.session.settings().clone(),
-            paused: false,
-        });
+        let state = state_message(&self.shared.config.ring, &status, &self.session);
         self.send_json(&state).await;
     }
 }
@@ -324,18 +313,4 @@ fn largest(frame: &Frame) -> (u32, u32) {
     frame.ring.cameras.iter().fold((0, 0), |(w, h), c| {
         (w.max(c.info.width), h.max(c.info.height))
     })
-}
-
-/// The `log` message sent to subscribers when the producer's status changes.
-fn producer_log(ring: &str, producer: ProducerStatus) -> ServerMessage {
-    let (level, message) = match producer {
-        ProducerStatus::Live => (LogLevel::Info, format!("ring {ring:?}: producer live")),
-        ProducerStatus::Waiting => (
-            LogLevel::Info,
-            format!("ring {ring:?}: waiting for a producer"),
-        ),
-        ProducerStatus::Stopped => (LogLevel::Warn, format!("ring {ring:?}: producer stopped")),
-        ProducerStatus::Dead => (LogLevel::Warn, format!("ring {ring:?}: producer died")),
-    };
-    ServerMessage::Log(LogEntry { level, message })
 }
