@@ -42,16 +42,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use camring_bridge::udp::client::{self, Client, ClientConfig, Event};
 use camring_bridge::udp::{CountersHandle, UdpBridge, UdpConfig};
-use camring_protocol::layout::{CameraEntry, CameraLayout};
-use camring_protocol::pattern::{self, Geometry};
 use camring_protocol::udp::{
     Fragmenter, Reassembler, ReassemblerConfig, DEFAULT_MTU, FRAGMENT_HEADER_SIZE, MAX_MTU,
 };
-use camring_protocol::wire::{self, CameraFrame, CameraInfo, Message, MessageHeader};
-use camring_protocol::PixelFormat;
+use camring_protocol::wire::{self};
 use camring_shm::clock::now_ns;
-use camring_shm::{RingConfig, Writer};
-use common::{fmt_ns, median, Order, RingGuard, Table};
+use camring_shm::Writer;
+use common::{fmt_ns, median, JpegSource, Order, RingGuard, Table};
 use hdrhistogram::Histogram;
 use tokio::runtime::Runtime;
 
@@ -79,102 +76,6 @@ struct Params {
 }
 
 // ---------------------------------------------------------------- the source
-
-/// The 4 JPEGs every publish carries.
-#[derive(Debug)]
-struct Source {
-    width: u32,
-    height: u32,
-    jpegs: Vec<Vec<u8>>,
-}
-
-impl Source {
-    fn new(width: u32, height: u32) -> Result<Source> {
-        let stride = width as usize * 3;
-        let g = Geometry::new(PixelFormat::Rgb8, width, height, stride).context("geometry")?;
-        let mut enc = camring_jpeg::Encoder::new(QUALITY)?;
-        let jpegs = (0..CAMERAS as u32)
-            .map(|cam| {
-                let mut rgb = vec![0u8; g.len()];
-                pattern::fill(&mut rgb, &g, cam, FRAME);
-                enc.encode(&rgb, PixelFormat::Rgb8, width, height, stride)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Source {
-            width,
-            height,
-            jpegs,
-        })
-    }
-
-    fn ring_config(&self) -> RingConfig {
-        let max_len = self.jpegs.iter().map(Vec::len).max().unwrap_or(0) as u32;
-        let cam = CameraLayout {
-            width: self.width,
-            height: self.height,
-            format: PixelFormat::Jpeg.code(),
-            max_len,
-        };
-        RingConfig::new(SLOTS, vec![cam; CAMERAS], 30_000)
-    }
-
-    /// Publishes one multi-frame captured now.
-    fn publish(&self, writer: &mut Writer, sequence: u64) -> Result<u64> {
-        let now = now_ns();
-        let mut loan = writer.loan();
-        for (cam, jpeg) in self.jpegs.iter().enumerate() {
-            let entry = CameraEntry {
-                camera_id: cam as u32,
-                format: PixelFormat::Jpeg.code(),
-                width: self.width,
-                height: self.height,
-                stride: 0,
-                capture_ns: now,
-                sequence,
-                ..CameraEntry::default()
-            };
-            loan.push_camera(entry, jpeg.len())?.copy_from_slice(jpeg);
-        }
-        Ok(loan.commit(now, 0)?)
-    }
-
-    /// A message of the 4 JPEGs as the bare sender sends it, captured at `capture_ns`.
-    fn message(&self, frame: u64, capture_ns: u64) -> Result<Vec<u8>> {
-        let cameras = self
-            .jpegs
-            .iter()
-            .enumerate()
-            .map(|(cam, jpeg)| CameraFrame {
-                info: CameraInfo {
-                    camera_id: cam as u32,
-                    format: PixelFormat::Jpeg,
-                    width: self.width,
-                    height: self.height,
-                    stride: 0,
-                    flags: 0,
-                    capture_ns,
-                    sequence: frame,
-                },
-                payload: jpeg,
-            })
-            .collect();
-        Ok(Message {
-            header: MessageHeader {
-                frame,
-                tick_ns: capture_ns,
-                publish_ns: capture_ns,
-                send_ns: now_ns(),
-                flags: 0,
-            },
-            cameras,
-        }
-        .encode()?)
-    }
-
-    fn message_len(&self) -> usize {
-        wire::prefix_len(CAMERAS) + self.jpegs.iter().map(Vec::len).sum::<usize>()
-    }
-}
 
 /// How a sender paces its messages.
 #[derive(Debug, Clone, Copy)]
@@ -276,7 +177,7 @@ impl Pacer {
 }
 
 /// The ring's producer thread, until `gate.stop`.
-fn produce(writer: &mut Writer, src: &Source, pace: Pace, gate: &Gate) -> Result<u64> {
+fn produce(writer: &mut Writer, src: &JpegSource, pace: Pace, gate: &Gate) -> Result<u64> {
     let mut pacer = Pacer::new(pace, writer.next_frame());
     while !gate.stopped() {
         let wait = pacer.wait(gate, writer.next_frame());
@@ -298,7 +199,7 @@ fn produce(writer: &mut Writer, src: &Source, pace: Pace, gate: &Gate) -> Result
 /// with the time), numbered from 0. Returns the messages it sent whole.
 async fn bare_sender(
     socket: tokio::net::UdpSocket,
-    src: Arc<Source>,
+    src: Arc<JpegSource>,
     pace: Pace,
     mtu: usize,
     window: Duration,
@@ -605,7 +506,7 @@ struct Bridge {
 
 struct Bench {
     p: Params,
-    src: Arc<Source>,
+    src: Arc<JpegSource>,
     writer: Writer,
     ring: String,
     _guard: RingGuard,
@@ -646,10 +547,10 @@ fn main() -> Result<()> {
     }
     println!();
     let (w, h) = p.size;
-    let src = Arc::new(Source::new(w, h)?);
+    let src = Arc::new(JpegSource::new(CAMERAS, w, h, QUALITY, FRAME)?);
     let ring = common::ring_name("udp");
     let guard = RingGuard(ring.clone());
-    let writer = Writer::create(&ring, &src.ring_config())?;
+    let writer = Writer::create(&ring, &src.ring_config(SLOTS))?;
     let server = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("udp-srv")

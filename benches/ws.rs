@@ -48,13 +48,10 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::{WsBridge, WsConfig};
-use camring_protocol::layout::{CameraEntry, CameraLayout};
-use camring_protocol::pattern::{self, Geometry};
 use camring_protocol::wire::{self, CAM_REENCODED};
-use camring_protocol::PixelFormat;
 use camring_shm::clock::now_ns;
-use camring_shm::{RingConfig, Writer};
-use common::{fmt_ns, median, Order, RingGuard, Table};
+use camring_shm::Writer;
+use common::{fmt_ns, median, JpegSource, Order, RingGuard, Table};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::net::{TcpListener, TcpStream};
@@ -91,69 +88,6 @@ struct Params {
 }
 
 // ---------------------------------------------------------------- setup
-
-/// The 4 JPEGs every publish carries.
-#[derive(Debug)]
-struct Source {
-    width: u32,
-    height: u32,
-    jpegs: Vec<Vec<u8>>,
-}
-
-impl Source {
-    fn new(width: u32, height: u32) -> Result<Source> {
-        let stride = width as usize * 3;
-        let g = Geometry::new(PixelFormat::Rgb8, width, height, stride).context("geometry")?;
-        let mut enc = camring_jpeg::Encoder::new(QUALITY)?;
-        let jpegs = (0..CAMERAS as u32)
-            .map(|cam| {
-                let mut rgb = vec![0u8; g.len()];
-                pattern::fill(&mut rgb, &g, cam, FRAME);
-                enc.encode(&rgb, PixelFormat::Rgb8, width, height, stride)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Source {
-            width,
-            height,
-            jpegs,
-        })
-    }
-
-    fn ring_config(&self) -> RingConfig {
-        let max_len = self.jpegs.iter().map(Vec::len).max().unwrap_or(0) as u32;
-        let cam = CameraLayout {
-            width: self.width,
-            height: self.height,
-            format: PixelFormat::Jpeg.code(),
-            max_len,
-        };
-        RingConfig::new(SLOTS, vec![cam; CAMERAS], 30_000)
-    }
-
-    /// Publishes one multi-frame captured now.
-    fn publish(&self, writer: &mut Writer, sequence: u64) -> Result<u64> {
-        let now = now_ns();
-        let mut loan = writer.loan();
-        for (cam, jpeg) in self.jpegs.iter().enumerate() {
-            let entry = CameraEntry {
-                camera_id: cam as u32,
-                format: PixelFormat::Jpeg.code(),
-                width: self.width,
-                height: self.height,
-                stride: 0,
-                capture_ns: now,
-                sequence,
-                ..CameraEntry::default()
-            };
-            loan.push_camera(entry, jpeg.len())?.copy_from_slice(jpeg);
-        }
-        Ok(loan.commit(now, 0)?)
-    }
-
-    fn message_payload(&self) -> usize {
-        self.jpegs.iter().map(Vec::len).sum()
-    }
-}
 
 /// How the producer publishes.
 #[derive(Debug, Clone, Copy)]
@@ -193,7 +127,7 @@ struct Produced {
 }
 
 /// Runs on its own thread until `gate.stop`.
-fn produce(writer: &mut Writer, src: &Source, pace: Pace, gate: &Gate) -> Result<Produced> {
+fn produce(writer: &mut Writer, src: &JpegSource, pace: Pace, gate: &Gate) -> Result<Produced> {
     let _ = gate.producer.set(std::thread::current());
     let cpu0 = common::thread_cpu_ns();
     let mut out = Produced::default();
@@ -511,7 +445,7 @@ impl Counts {
 
 /// The producer's side: the ring and what it publishes.
 struct Ring {
-    src: Source,
+    src: JpegSource,
     writer: Writer,
     _guard: RingGuard,
 }
@@ -604,10 +538,10 @@ fn main() -> Result<()> {
 impl Bench {
     fn new(p: &Params) -> Result<Bench> {
         let (w, h) = p.size;
-        let src = Source::new(w, h)?;
+        let src = JpegSource::new(CAMERAS, w, h, QUALITY, FRAME)?;
         let name = common::ring_name("ws");
         let guard = RingGuard(name.clone());
-        let writer = Writer::create(&name, &src.ring_config())?;
+        let writer = Writer::create(&name, &src.ring_config(SLOTS))?;
         let server = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("bench-server")

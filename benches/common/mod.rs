@@ -436,3 +436,118 @@ impl Order {
         v
     }
 }
+
+/// A group of JPEG cameras: each camera's pattern image (camera number and `frame` drawn
+/// in), encoded once; every publish copies these JPEGs into the ring, re-stamped. What the
+/// adapter benches (ws, quic, udp) serve.
+#[derive(Debug)]
+pub struct JpegSource {
+    pub width: u32,
+    pub height: u32,
+    pub jpegs: Vec<Vec<u8>>,
+}
+
+impl JpegSource {
+    pub fn new(
+        cameras: usize,
+        width: u32,
+        height: u32,
+        quality: u8,
+        frame: u64,
+    ) -> Result<JpegSource> {
+        use camring_protocol::pattern::{self, Geometry};
+        use camring_protocol::PixelFormat;
+        let stride = width as usize * 3;
+        let g = Geometry::new(PixelFormat::Rgb8, width, height, stride).context("geometry")?;
+        let mut enc = camring_jpeg::Encoder::new(quality)?;
+        let jpegs = (0..cameras as u32)
+            .map(|cam| {
+                let mut rgb = vec![0u8; g.len()];
+                pattern::fill(&mut rgb, &g, cam, frame);
+                enc.encode(&rgb, PixelFormat::Rgb8, width, height, stride)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(JpegSource {
+            width,
+            height,
+            jpegs,
+        })
+    }
+
+    /// A ring of `slots` slots for these cameras.
+    pub fn ring_config(&self, slots: u32) -> camring_shm::RingConfig {
+        let max_len = self.jpegs.iter().map(Vec::len).max().unwrap_or(0) as u32;
+        let cam = camring_protocol::layout::CameraLayout {
+            width: self.width,
+            height: self.height,
+            format: camring_protocol::PixelFormat::Jpeg.code(),
+            max_len,
+        };
+        camring_shm::RingConfig::new(slots, vec![cam; self.jpegs.len()], 30_000)
+    }
+
+    /// Publishes one multi-frame captured now; returns its frame number.
+    pub fn publish(&self, writer: &mut camring_shm::Writer, sequence: u64) -> Result<u64> {
+        let now = camring_shm::clock::now_ns();
+        let mut loan = writer.loan();
+        for (cam, jpeg) in self.jpegs.iter().enumerate() {
+            let entry = camring_protocol::layout::CameraEntry {
+                camera_id: cam as u32,
+                format: camring_protocol::PixelFormat::Jpeg.code(),
+                width: self.width,
+                height: self.height,
+                stride: 0,
+                capture_ns: now,
+                sequence,
+                ..Default::default()
+            };
+            loan.push_camera(entry, jpeg.len())?.copy_from_slice(jpeg);
+        }
+        Ok(loan.commit(now, 0)?)
+    }
+
+    /// Payload bytes of one message: the JPEGs.
+    pub fn message_payload(&self) -> usize {
+        self.jpegs.iter().map(Vec::len).sum()
+    }
+
+    /// The wire message of these JPEGs as a bare sender would build it, captured at
+    /// `capture_ns`.
+    pub fn message(&self, frame: u64, capture_ns: u64) -> Result<Vec<u8>> {
+        use camring_protocol::wire::{CameraFrame, CameraInfo, Message, MessageHeader};
+        let cameras = self
+            .jpegs
+            .iter()
+            .enumerate()
+            .map(|(cam, jpeg)| CameraFrame {
+                info: CameraInfo {
+                    camera_id: cam as u32,
+                    format: camring_protocol::PixelFormat::Jpeg,
+                    width: self.width,
+                    height: self.height,
+                    stride: 0,
+                    flags: 0,
+                    capture_ns,
+                    sequence: frame,
+                },
+                payload: jpeg,
+            })
+            .collect();
+        Ok(Message {
+            header: MessageHeader {
+                frame,
+                tick_ns: capture_ns,
+                publish_ns: capture_ns,
+                send_ns: camring_shm::clock::now_ns(),
+                flags: 0,
+            },
+            cameras,
+        }
+        .encode()?)
+    }
+
+    /// Bytes of [`JpegSource::message`].
+    pub fn message_len(&self) -> usize {
+        camring_protocol::wire::prefix_len(self.jpegs.len()) + self.message_payload()
+    }
+}
