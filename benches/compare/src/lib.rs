@@ -7,10 +7,15 @@
 //!   the runner.
 //! - [`ring`]: the sender of the ring-based transports.
 //! - [`transport`]: one module per transport, each a sender and a consumer.
-//! - [`runner`]: the matrix of cells, interleaved rounds, the children, the results.
+//! - [`runner`]: the matrix of cells and interleaved rounds.
+//! - [`cell`]: one cell's children, driven with deadlines, cleaned up whatever happens.
+//! - [`report`]: the figures, as JSON and Markdown tables; [`plot`]: as an SVG.
 
+pub mod cell;
 pub mod ctx;
+pub mod plot;
 pub mod profile;
+pub mod report;
 pub mod ring;
 pub mod runner;
 pub mod transport;
