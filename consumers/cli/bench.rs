@@ -16,7 +16,7 @@ pub struct BenchArgs {
     /// Also write the raw figures as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Also draw latency percentiles and throughput per transport to FILE (.svg).
+    /// Also draw latency percentiles and throughput per transport to FILE (.svg or .png).
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
     /// Rounds over the whole matrix (default 2; 1 with --quick).

@@ -40,6 +40,11 @@ use crate::profile::{Frames, Profile, Rate, Transport};
 /// How many multi-frames the sender may be ahead of the slowest consumer at [`Rate::Max`].
 pub const AHEAD: u64 = 2;
 
+/// At [`Rate::Max`], how long the sender waits for acknowledgements before it sends on: a
+/// lossy transport (UDP) may lose every multi-frame the sender is waiting for, which
+/// would stall it for good.
+pub const ACK_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// What a child is told: the cell and its place in it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spec {
@@ -84,6 +89,10 @@ pub struct SourceReport {
     pub published: u64,
     /// Ticks of the fixed clock skipped because the sender was late.
     pub missed_ticks: u64,
+    /// Times the sender sent on at [`Rate::Max`] after [`ACK_TIMEOUT`] without the
+    /// acknowledgement it waited for (multi-frames lost on the way).
+    #[serde(default)]
+    pub ack_timeouts: u64,
     /// Window length, nanoseconds.
     pub window_ns: u64,
     /// CPU time of the sender's process over the window, nanoseconds.
@@ -256,6 +265,8 @@ pub struct SourceCtx {
     next_seq: u64,
     /// Fixed rate: the next tick's index.
     tick: u64,
+    /// Max rate: since when the sender waits for an acknowledgement.
+    ack_wait: Option<Instant>,
     report: SourceReport,
     local: Vec<Recorder>,
 }
@@ -278,6 +289,7 @@ impl SourceCtx {
             go: Instant::now(),
             next_seq: 0,
             tick: 0,
+            ack_wait: None,
             report: SourceReport::default(),
             local: Vec::new(),
             spec,
@@ -369,6 +381,14 @@ impl SourceCtx {
                 Rate::Max => {
                     let slowest = self.acked.iter().copied().min().unwrap_or(u64::MAX);
                     if self.next_seq < slowest.saturating_add(AHEAD) {
+                        self.ack_wait = None;
+                        break;
+                    }
+                    let since = *self.ack_wait.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= ACK_TIMEOUT {
+                        // What it waits for was lost: send on rather than stall.
+                        self.report.ack_timeouts += 1;
+                        self.ack_wait = None;
                         break;
                     }
                     self.wait_ack();
@@ -537,5 +557,41 @@ impl DirGuard {
 impl Drop for DirGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sender_at_max_rate_sends_on_when_acknowledgements_are_lost() {
+        let dir =
+            DirGuard(std::env::temp_dir().join(format!("camring-ctx-test-{}", std::process::id())));
+        std::fs::create_dir_all(dir.path()).unwrap();
+        let spec = Spec {
+            transport: Transport::Udp,
+            profile: Profile::Small,
+            rate: Rate::Max,
+            consumers: 1,
+            index: 0,
+            name: "ctx-test".into(),
+            dir: dir.path().to_path_buf(),
+            endpoint: String::new(),
+        };
+        let mut ctx = SourceCtx::new(spec).unwrap();
+        // No consumer ever acknowledges: AHEAD multi-frames go at once, then one per
+        // ACK_TIMEOUT instead of none.
+        let t0 = Instant::now();
+        let seqs: Vec<u64> = (0..AHEAD + 2)
+            .map(|_| ctx.next_stamp().unwrap().seq)
+            .collect();
+        assert_eq!(seqs, (0..AHEAD + 2).collect::<Vec<_>>());
+        assert_eq!(ctx.report.ack_timeouts, 2);
+        assert!(t0.elapsed() >= ACK_TIMEOUT * 2);
+        // An acknowledgement lets the next one go without a timeout.
+        ctx.note_ack(&[0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(ctx.next_stamp().unwrap().seq, AHEAD + 2);
+        assert_eq!(ctx.report.ack_timeouts, 2);
     }
 }

@@ -1,7 +1,7 @@
 //! `--plot FILE`: two panels of grouped bars per transport, log axes. Top: latency p50,
 //! p99 and p99.9 at 30 fps with one consumer (medium, or the first profile run). Bottom:
 //! multi-frames per second at the maximum rate, one bar per profile. SVG, whose text needs
-//! no font file.
+//! no font file; PNG rasterized from it (resvg), its text in a system font.
 
 use std::path::Path;
 
@@ -28,19 +28,45 @@ const COLORS: [RGBColor; 3] = [
     RGBColor(214, 39, 40),
 ];
 
-/// Writes the plot of `results` to `path` (`.svg`).
+/// Writes the plot of `results` to `path` (`.svg` or `.png`).
 pub fn write(path: &Path, results: &[CellResult]) -> Result<()> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("svg") => {}
-        Some("png") => bail!("PNG not supported, use .svg"),
-        _ => bail!("{}: the plot must be a .svg file", path.display()),
+    let bytes = match ext.as_deref() {
+        Some("svg") => svg(results)?.into_bytes(),
+        Some("png") => png(&svg(results)?)?,
+        _ => bail!("{}: the plot must be a .svg or .png file", path.display()),
+    };
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Rasterizes `svg` to PNG; its text in the system's fonts (DejaVu, Liberation or Noto
+/// Sans when there, else the first font found; no text without any).
+pub fn png(svg: &str) -> Result<Vec<u8>> {
+    use resvg::{tiny_skia, usvg};
+    let mut opt = usvg::Options::default();
+    let fonts = opt.fontdb_mut();
+    fonts.load_system_fonts();
+    let families: Vec<&str> = fonts
+        .faces()
+        .flat_map(|f| f.families.iter().map(|(name, _)| name.as_str()))
+        .collect();
+    let sans = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "Arial"]
+        .into_iter()
+        .find(|f| families.contains(f))
+        .or(families.first().copied())
+        .map(str::to_owned);
+    if let Some(sans) = sans {
+        fonts.set_sans_serif_family(sans);
     }
-    let svg = svg(results)?;
-    std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))
+    let tree = usvg::Tree::from_str(svg, &opt).context("parsing the plot's SVG")?;
+    let size = tree.size().to_int_size();
+    let mut pixmap =
+        tiny_skia::Pixmap::new(size.width(), size.height()).context("the plot's size is empty")?;
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    pixmap.encode_png().context("encoding the PNG")
 }
 
 /// The plot as an SVG document.
@@ -234,6 +260,7 @@ mod tests {
             corrupt: 0,
             published: 100,
             missed_ticks: 0,
+            ack_timeouts: 0,
             rounds: 1,
             vs_memcpy: None,
             vs_tcp: None,
@@ -261,10 +288,18 @@ mod tests {
     }
 
     #[test]
-    fn only_svg_files() {
-        let dir = std::env::temp_dir();
-        let e = write(&dir.join("x.png"), &[]).unwrap_err();
-        assert!(e.to_string().contains("PNG not supported"));
-        assert!(write(&dir.join("x.txt"), &[]).is_err());
+    fn png_is_the_svg_rasterized() {
+        let results = [result(Transport::Tcp, Rate::Fixed, None)];
+        let png = png(&svg(&results).unwrap()).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // Width and height (IHDR) are the SVG's.
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 1100);
+        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 900);
+    }
+
+    #[test]
+    fn only_svg_and_png_files() {
+        let e = write(&std::env::temp_dir().join("x.txt"), &[]).unwrap_err();
+        assert!(e.to_string().contains(".svg or .png"), "{e}");
     }
 }

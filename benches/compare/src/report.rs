@@ -22,6 +22,7 @@ pub struct Acc {
     corrupt: u64,
     published: u64,
     missed_ticks: u64,
+    ack_timeouts: u64,
     sender_cpu_ns: u64,
     consumer_cpu_ns: u64,
     /// Sum of every consumer's window (nanoseconds): rates are per consumer.
@@ -42,6 +43,7 @@ impl Acc {
             corrupt: 0,
             published: 0,
             missed_ticks: 0,
+            ack_timeouts: 0,
             sender_cpu_ns: 0,
             consumer_cpu_ns: 0,
             sink_window_ns: 0,
@@ -67,6 +69,7 @@ impl Acc {
         }
         self.published += r.source.published;
         self.missed_ticks += r.source.missed_ticks;
+        self.ack_timeouts += r.source.ack_timeouts;
         self.sender_cpu_ns += r.source.cpu_ns;
         self.rounds += 1;
         Ok(())
@@ -139,6 +142,7 @@ impl Acc {
             corrupt: self.corrupt,
             published: self.published,
             missed_ticks: self.missed_ticks,
+            ack_timeouts: self.ack_timeouts,
             rounds: self.rounds,
             vs_memcpy: None,
             vs_tcp: None,
@@ -201,6 +205,9 @@ pub struct CellResult {
     pub published: u64,
     /// Ticks of the 30 fps clock the sender missed.
     pub missed_ticks: u64,
+    /// Times the sender at the maximum rate sent on without the acknowledgement it waited
+    /// for (lost multi-frames).
+    pub ack_timeouts: u64,
     /// Rounds that completed.
     pub rounds: u32,
     /// Ratios to memcpy in the same group (null when it failed).
@@ -445,6 +452,7 @@ mod tests {
             source: SourceReport {
                 published: frames,
                 missed_ticks: 0,
+                ack_timeouts: 0,
                 window_ns: 1_000_000_000,
                 cpu_ns: frames * 3_000,
                 local: Vec::new(),

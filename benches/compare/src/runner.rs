@@ -27,7 +27,7 @@ pub struct Options {
     pub quick: bool,
     /// Where to write the JSON results.
     pub json: Option<PathBuf>,
-    /// Where to write the plot (`.svg`).
+    /// Where to write the plot (`.svg` or `.png`).
     pub plot: Option<PathBuf>,
     /// The command that starts a child: the `camring` binary and [`crate::CHILD_SUBCOMMAND`].
     pub child: Vec<String>,
