@@ -483,6 +483,60 @@ mod tests {
         assert!(c.ends_with('…'));
     }
 
+    fn setup(script: &str) -> Setup {
+        Setup {
+            child: vec!["sh".into(), "-c".into(), script.into(), "sh".into()],
+            warmup: Duration::from_millis(10),
+            window: Duration::from_millis(50),
+            interrupted: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    const CELL: Cell = Cell {
+        transport: Transport::Tcp,
+        profile: Profile::Small,
+        rate: Rate::Fixed,
+        consumers: 1,
+    };
+
+    fn cell_dir(n: usize) -> PathBuf {
+        std::env::temp_dir().join(format!("camring-bench-{}-{n}", std::process::id()))
+    }
+
+    #[test]
+    fn a_child_that_dies_fails_the_cell_with_its_stderr() {
+        let e = run(&setup("echo oops >&2; exit 3"), CELL, 1_000_001).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("the sender exited before saying `ready`"),
+            "{msg}"
+        );
+        assert!(msg.contains("exit status: 3"), "{msg}");
+        assert!(msg.contains("sender stderr: oops"), "{msg}");
+        assert!(!cell_dir(1_000_001).exists());
+    }
+
+    #[test]
+    fn a_child_that_says_something_else_is_killed() {
+        // Role `source` answers garbage; it would sleep for a minute if not killed.
+        let e = run(&setup("echo hello; sleep 60"), CELL, 1_000_002).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("said \"hello\", expected `ready`"),
+            "{e:#}"
+        );
+        assert!(!cell_dir(1_000_002).exists());
+    }
+
+    #[test]
+    fn an_interrupted_run_starts_nothing() {
+        let s = setup("exit 0");
+        s.interrupted.store(true, Ordering::Relaxed);
+        assert_eq!(
+            run(&s, CELL, 1_000_003).unwrap_err().to_string(),
+            "interrupted"
+        );
+    }
+
     #[test]
     fn cell_names_read_well() {
         let c = Cell {
