@@ -132,6 +132,9 @@ pub fn run(setup: &Setup, cell: Cell, n: usize) -> Result<CellReport> {
         }
         Err(e) => {
             children.kill_all();
+            // A killed iceoryx2 sender leaves its segments behind: remove those of dead
+            // senders now rather than at the next iceoryx2 cell (there may be none).
+            crate::transport::iceoryx2::remove_dead_segments();
             Err(anyhow!("{e:#}{}", children.stderr_tails()))
         }
     }
