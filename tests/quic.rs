@@ -21,6 +21,7 @@ use camring_protocol::control::{CameraDescription, ServerMessage, Settings};
 use camring_protocol::wire;
 use camring_reader::{Verdict, Verifier};
 use camring_shm::clock::now_ns;
+use common::relay::{Impair, Relay, RelayLog};
 use common::*;
 use quinn::{ConnectionError, VarInt};
 use rustix::process::Signal;
@@ -967,21 +968,6 @@ async fn ring_head_async(ring: &str) -> u64 {
 // 5. Hostile traffic
 // ---------------------------------------------------------------------------------------
 
-/// Resident memory of a process, kB.
-fn rss_kb(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
 /// Datagrams that are not QUIC, or QUIC Initials cut short or lying about lengths.
 fn hostile_datagrams(n: usize) -> Vec<Vec<u8>> {
     let mut rng = fastrand::Rng::with_seed(7);
@@ -1037,7 +1023,7 @@ fn hostile_datagrams_and_control_garbage_harm_nobody() {
         let mut good = dial(&b, "{}", None).await;
         let ring_cams = first_state(&good).cameras;
         let _ = receive(&mut good, Instant::now() + Duration::from_millis(500)).await;
-        let rss0 = rss_kb(pid);
+        let rss0 = rss_kb(pid).unwrap_or(0);
         let watch = tokio::spawn(async move {
             let r = receive(&mut good, Instant::now() + Duration::from_secs(6)).await;
             (good, r)
@@ -1147,7 +1133,7 @@ fn hostile_datagrams_and_control_garbage_harm_nobody() {
             metric(&m, "camring_bridge_protocol_errors_total") >= 3.0,
             "{m:?}"
         );
-        let rss1 = rss_kb(pid);
+        let rss1 = rss_kb(pid).unwrap_or(0);
         assert!(
             rss1 < rss0 + 100_000,
             "the bridge grew from {rss0} kB to {rss1} kB"
@@ -1259,4 +1245,244 @@ fn in_order_mode_serves_verified_frames_in_order() {
             assert!(r.closed.is_none(), "{:?}", r.closed);
         }
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. Loss, reordering, duplication, delay: through the seeded relay of tests/common
+// ---------------------------------------------------------------------------------------
+
+/// A QUIC packet's payload, about: the smallest datagram QUIC v1 allows less headers and
+/// tag. quinn discovers larger ones on loopback, so counting with this makes K (packets a
+/// message) larger and the bound (1 − p)^K weaker than the real one, never stronger.
+const PACKET_PAYLOAD: usize = 1200;
+
+/// A `camring view` process whose stderr is read as it comes: each live line with the
+/// ring's head right after it, so that delivered frames can be compared with the frames
+/// the producer made over the same time.
+struct LiveView {
+    proc: Proc,
+    reader: std::thread::JoinHandle<(String, Vec<(u64, u64)>)>,
+}
+
+impl LiveView {
+    fn spawn(args: &[&str], ring: &str) -> LiveView {
+        let mut proc = Proc::spawn(args);
+        let stderr = proc.child.stderr.take().expect("stderr piped");
+        let ring = ring.to_owned();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let mut samples = Vec::new();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                // `… fps  latency p50 … frames N …`: frames delivered so far.
+                if line.contains("latency p50") {
+                    if let Some(frames) = line
+                        .split("  frames ")
+                        .nth(1)
+                        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+                    {
+                        samples.push((frames, ring_head(&ring)));
+                    }
+                }
+                text.push_str(&line);
+                text.push('\n');
+            }
+            (text, samples)
+        });
+        LiveView { proc, reader }
+    }
+
+    /// Waits for its exit: its output (stderr as read), and the (frames delivered, ring
+    /// head) samples.
+    fn finish(self) -> (Output, Vec<(u64, u64)>) {
+        let mut out = self.proc.finish(Duration::from_secs(90));
+        let (text, samples) = self.reader.join().expect("stderr reader");
+        out.stderr = text.into_bytes();
+        (out, samples)
+    }
+}
+
+/// `camring view quic://RELAY --verify` for `secs` through a relay with `impair` in both
+/// directions, 2 cameras of 320×240 JPEG at 30 fps (about 21 kB a message). Checks that
+/// every delivered frame is correct, that frames keep coming (in every two seconds; and
+/// with loss, delivered / made at least (1 − p)^K less 4σ, K packets a message), that
+/// latency does not grow and that the view's memory stays bounded. Returns the view's
+/// summary and the relay's log.
+fn quic_through_relay(test: &str, impair: Impair, secs: u32) -> (serde_json::Value, RelayLog) {
+    let _serial = one_at_a_time();
+    let ring = ring_name(test);
+    let _guard = RingGuard(ring.clone());
+    let _producer = producer(&ring, 2, "320x240", 30, "jpeg");
+    let b = QuicBridge::start(&ring, &[]);
+    // The message size, straight from the bridge (no relay) for a second.
+    let rt = runtime();
+    let mut sizes: Vec<f64> = rt.block_on(async {
+        let mut c = dial(&b, "{}", None).await;
+        let r = receive(&mut c, Instant::now() + Duration::from_secs(1)).await;
+        c.conn.close(VarInt::from_u32(0), b"done");
+        r.messages().iter().map(|(d, _)| d.len() as f64).collect()
+    });
+    drop(rt);
+    assert!(sizes.len() > 5, "{} messages in a second", sizes.len());
+    let size = median(&mut sizes);
+    let packets = (size as usize).div_ceil(PACKET_PAYLOAD);
+
+    let relay = Relay::start(b.addr, impair);
+    let url = format!("quic://{}", relay.addr);
+    let duration = secs.to_string();
+    let viewer = LiveView::spawn(
+        &[
+            "view",
+            &url,
+            "--cert-sha256",
+            &b.fingerprint,
+            "--verify",
+            "--duration",
+            &duration,
+            "--json",
+        ],
+        &ring,
+    );
+    // Resident memory a third of the way and near the end.
+    let pid = viewer.proc.pid();
+    std::thread::sleep(Duration::from_secs(u64::from(secs) / 3));
+    let rss_early = rss_kb(pid).unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(u64::from(secs) / 2));
+    let rss_late = rss_kb(pid).unwrap_or(0);
+    let (out, samples) = viewer.finish();
+    let log = relay.stop();
+    let err = stderr(&out);
+
+    // Every delivered frame correct.
+    let s = summary(&out);
+    assert!(
+        out.status.success(),
+        "view: {:?}\n{err}\nbridge:\n{}",
+        out.status,
+        b.log()
+    );
+    let frames = s["frames"].as_u64().unwrap();
+    assert!(frames > 0, "{s}\n{err}");
+    assert_eq!(s["verified"], s["frames"], "{s}");
+    assert_eq!(s["corrupt"], 0, "{s}\n{err}");
+    assert_eq!(s["invalid"], 0, "{s}\n{err}");
+    assert_eq!(s["resyncs"], 0, "the connection survived: {s}\n{err}");
+    // The relay was in the path both ways.
+    assert!(
+        log.to_client.datagrams > 100 && log.to_server.datagrams > 10,
+        "{log:?}"
+    );
+
+    // Frames keep coming: no two live lines in a row without a new frame (after the first,
+    // which may cover the handshake)...
+    assert!(samples.len() >= 6, "too few live lines: {err}");
+    for w in samples[1..].windows(3) {
+        assert!(
+            w[2].0 > w[0].0,
+            "no frame for two seconds: {samples:?}\n{err}"
+        );
+    }
+    // ... and delivered over made, between the first and last live lines.
+    let (f0, h0) = samples[0];
+    let (f1, h1) = samples[samples.len() - 1];
+    let made = h1.saturating_sub(h0);
+    assert!(made > 30 * u64::from(secs) / 3, "producer made {made}");
+    let ratio = (f1 - f0) as f64 / made as f64;
+    let bound = (1.0 - impair.loss).powi(packets as i32);
+    let sigma = (bound * (1.0 - bound) / made as f64).sqrt();
+    let (p50_first, p50_last) = assert_latency_steady(&err);
+    println!(
+        "{test}: {impair:?}\n  message {size:.0} B, K {packets}; {} of {made} frames delivered: \
+         ratio {ratio:.3}, (1-p)^K {bound:.3}; live p50 first third {:.1} ms, last third {:.1} \
+         ms; view RSS {rss_early} kB then {rss_late} kB\n  quic {}; relay to client {:?}, to \
+         server {:?}",
+        f1 - f0,
+        p50_first / 1e3,
+        p50_last / 1e3,
+        s["quic"],
+        log.to_client,
+        log.to_server,
+    );
+    // Without loss (1 − p)^K is 1, which even a perfect path misses by the frames a busy
+    // machine skips: no bound then.
+    if impair.loss > 0.0 {
+        assert!(
+            ratio >= bound - 4.0 * sigma,
+            "delivered {ratio:.3} of the frames made, (1-p)^K = {bound:.3} ± {sigma:.3} \
+             (K {packets}): {s}\n{log:?}\n{err}"
+        );
+    }
+    // Memory: the process did not grow.
+    assert!(
+        rss_early > 0 && rss_late <= rss_early + rss_early / 2 + 30_000,
+        "RSS {rss_early} kB then {rss_late} kB"
+    );
+    (s, log)
+}
+
+#[test]
+fn one_percent_loss_through_the_relay() {
+    let (_, log) = quic_through_relay(
+        "quic-loss1",
+        Impair {
+            seed: 0x1055_0001,
+            loss: 0.01,
+            ..Impair::default()
+        },
+        12,
+    );
+    // Lost both ways: the client's acknowledgements too.
+    assert!(
+        log.to_client.dropped > 0 && log.to_server.dropped > 0,
+        "{log:?}"
+    );
+}
+
+#[test]
+fn five_percent_loss_through_the_relay() {
+    let (_, log) = quic_through_relay(
+        "quic-loss5",
+        Impair {
+            seed: 0x1055_0005,
+            loss: 0.05,
+            ..Impair::default()
+        },
+        12,
+    );
+    assert!(
+        log.to_client.dropped > 0 && log.to_server.dropped > 0,
+        "{log:?}"
+    );
+}
+
+/// The same impairments as tests/udp.rs's: a 30 ms round trip whose datagrams overtake one
+/// another (jitter ±5 ms each way, a fifth held back up to 8 ms more), some sent twice.
+///
+/// QUIC reads reordering deeper than its packet threshold (3) as loss, and its congestion
+/// control (quinn's default, loss-based) then shrinks the window; at a 30 ms round trip it
+/// grows back slowly, so the bridge gets only a fraction of the 0.65 MB/s that 30 fps of
+/// this producer need: it resets the streams of frames a newer one overtook, and the view
+/// gets about a fifth of the frames (0.16 measured), some 180 ms late. (Reordering alone
+/// on loopback, or the 15 ms delay alone, cost nothing: 1.00 and 0.99.) So no delivery
+/// bound here; what is asserted is that every frame delivered is correct, that frames keep
+/// coming and that neither latency nor memory grows.
+#[test]
+fn reordering_duplication_and_delay_through_the_relay() {
+    let (_, log) = quic_through_relay(
+        "quic-reorder",
+        Impair {
+            seed: 0x5EED_0003,
+            loss: 0.0,
+            duplicate: 0.05,
+            reorder: 0.2,
+            reorder_max: Duration::from_millis(8),
+            delay: Duration::from_millis(15),
+            jitter: Duration::from_millis(5),
+        },
+        12,
+    );
+    for d in [log.to_client, log.to_server] {
+        assert!(d.duplicated > 0 && d.reordered > 0, "{log:?}");
+        assert_eq!(d.dropped, 0, "{log:?}");
+    }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod relay;
+
 use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -164,6 +166,53 @@ pub fn summary(out: &Output) -> serde_json::Value {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------
+// What the network views print (tests/udp.rs, tests/quic.rs)
+// ---------------------------------------------------------------------------------------
+
+/// The per-second `latency p50` of a view's live lines, µs.
+pub fn live_p50s(stderr: &str) -> Vec<f64> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split("latency p50").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+pub fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// Latency does not grow: the median of the last third of the live lines' p50 is at most
+/// twice the first third's plus 20 ms. Returns the two medians, µs.
+pub fn assert_latency_steady(stderr: &str) -> (f64, f64) {
+    let p50s = live_p50s(stderr);
+    // The first line may cover the subscription itself.
+    let p50s: Vec<f64> = p50s.into_iter().skip(1).filter(|&p| p > 0.0).collect();
+    assert!(p50s.len() >= 6, "too few live lines: {stderr}");
+    let third = p50s.len() / 3;
+    let first = median(&mut p50s[..third].to_vec());
+    let last = median(&mut p50s[p50s.len() - third..].to_vec());
+    assert!(
+        last <= first * 2.0 + 20_000.0,
+        "latency grew: first third {first} µs, last third {last} µs: {p50s:?}"
+    );
+    (first, last)
+}
+
+/// Resident memory of a process, kB.
+pub fn rss_kb(pid: i32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 // ---------------------------------------------------------------------------------------
