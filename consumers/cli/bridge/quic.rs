@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use camring_bridge::quic::tls::Identity;
-use camring_bridge::quic::{self, QuicBridge, QuicConfig};
+use camring_bridge::quic::{self, Congestion, QuicBridge, QuicConfig};
 use camring_protocol::control::DEFAULT_MAX_CLIENTS;
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::signals::StopFlag;
 
@@ -52,12 +52,36 @@ pub struct QuicArgs {
     /// a saturated client), but the newest frame may wait for an older one's bytes.
     #[arg(long)]
     pub in_order: bool,
+    /// Congestion controller: cubic (quinn's default) and newreno cut their rate at every
+    /// loss and fall far behind on a lossy path with a real round trip; bbr (quinn's BBR,
+    /// marked experimental by quinn) keeps 30 fps going there, but comes back slowly after
+    /// a client stalled (docs/bridge.md, "On a lossy path with a real round trip").
+    #[arg(long, value_enum, default_value_t = CongestionArg::Cubic)]
+    pub congestion: CongestionArg,
     /// Also serve Prometheus metrics over HTTP at http://ADDR/metrics (the token applies).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     pub duration: Option<f64>,
+}
+
+/// `--congestion`: [`Congestion`] on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CongestionArg {
+    Bbr,
+    Cubic,
+    Newreno,
+}
+
+impl From<CongestionArg> for Congestion {
+    fn from(c: CongestionArg) -> Congestion {
+        match c {
+            CongestionArg::Bbr => Congestion::Bbr,
+            CongestionArg::Cubic => Congestion::Cubic,
+            CongestionArg::Newreno => Congestion::NewReno,
+        }
+    }
 }
 
 /// The names a generated certificate is for.
@@ -99,6 +123,7 @@ pub fn run(args: QuicArgs) -> anyhow::Result<ExitCode> {
         max_clients: args.max_clients,
         identity,
         newest_first: !args.in_order,
+        congestion: args.congestion.into(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

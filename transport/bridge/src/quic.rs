@@ -65,6 +65,75 @@ const MAX_QUEUED_TEXTS: usize = 32;
 /// probe timeout (some 25 ms) to recover.
 pub const SOCKET_BUFFER: usize = 4 << 20;
 
+/// A packet counts as lost once a packet sent this many after it is acknowledged (RFC 9002
+/// and quinn: 3). A multi-frame leaves as a burst of some twenty packets, and a path whose
+/// delay varies by a few milliseconds delivers a burst's packets in any order: with 3, the
+/// client's acknowledgements of reordered packets say "lost" many times a second, every one
+/// retransmitted for nothing and, with a loss-based controller, cutting the window.
+pub const PACKET_THRESHOLD: u32 = 8;
+/// A packet counts as lost once a packet sent this many round trips after it is
+/// acknowledged (RFC 9002 and quinn: 9/8). With 9/8, a 30 ms round trip whose delay varies
+/// by ±5 ms each way took packets that were merely late for lost.
+pub const TIME_THRESHOLD: f32 = 1.5;
+
+/// The congestion controller of the bridge's connections (`camring bridge quic
+/// --congestion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Congestion {
+    /// BBR (quinn marks its BBR as experimental): sends at the bottleneck bandwidth and
+    /// round trip it measures and does not take random loss for congestion. The only one
+    /// of the three that keeps up with 30 fps on a lossy path with a real round trip
+    /// (docs/bridge.md, "On a lossy path with a real round trip"); but after a client
+    /// stalled for seconds (flow control) it was slow to come back up to speed, so it is
+    /// not the default.
+    Bbr,
+    /// CUBIC (quinn's default, and the bridge's): cuts its window (× 0.7) at every loss; at
+    /// a 30 ms round trip and 1 % loss it carries well under 0.65 MB/s.
+    #[default]
+    Cubic,
+    /// NewReno: loss-based as CUBIC, and slower to grow back.
+    NewReno,
+}
+
+impl Congestion {
+    /// Every controller, by name.
+    pub const ALL: [Congestion; 3] = [Congestion::Bbr, Congestion::Cubic, Congestion::NewReno];
+
+    /// Its name on the command line: `bbr`, `cubic`, `newreno`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Congestion::Bbr => "bbr",
+            Congestion::Cubic => "cubic",
+            Congestion::NewReno => "newreno",
+        }
+    }
+
+    fn factory(self) -> Arc<dyn quinn::congestion::ControllerFactory + Send + Sync> {
+        match self {
+            Congestion::Bbr => Arc::new(quinn::congestion::BbrConfig::default()),
+            Congestion::Cubic => Arc::new(quinn::congestion::CubicConfig::default()),
+            Congestion::NewReno => Arc::new(quinn::congestion::NewRenoConfig::default()),
+        }
+    }
+}
+
+impl std::fmt::Display for Congestion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Congestion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Congestion, String> {
+        Congestion::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("unknown congestion controller {s:?} (bbr, cubic, newreno)"))
+    }
+}
+
 /// A UDP socket bound to `addr` with [`SOCKET_BUFFER`]-sized buffers (as far as the
 /// kernel allows), dual-stack when bound to an IPv6 address where the system allows it.
 pub fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
@@ -110,10 +179,13 @@ pub struct QuicConfig {
     /// sent is thrown away when the client is saturated, but the newest frame may wait
     /// for an older one's bytes.
     pub newest_first: bool,
+    /// The congestion controller ([`Congestion::Cubic`] by default).
+    pub congestion: Congestion,
 }
 
 impl QuicConfig {
-    /// Ring `ring` on 127.0.0.1:4433 with `identity`, no token, [`DEFAULT_MAX_CLIENTS`].
+    /// Ring `ring` on 127.0.0.1:4433 with `identity`, no token, [`DEFAULT_MAX_CLIENTS`],
+    /// newest first, CUBIC.
     pub fn new(ring: impl Into<String>, identity: Identity) -> QuicConfig {
         QuicConfig {
             ring: ring.into(),
@@ -122,6 +194,7 @@ impl QuicConfig {
             max_clients: DEFAULT_MAX_CLIENTS,
             identity,
             newest_first: true,
+            congestion: Congestion::default(),
         }
     }
 }
@@ -217,8 +290,9 @@ pub struct QuicBridge {
 
 /// The server's transport parameters: one control stream per client and nothing else
 /// from it, small receive windows (a client sends only control lines), no datagrams;
-/// streams of one priority sent in order, not round robin.
-fn transport() -> quinn::TransportConfig {
+/// streams of one priority sent in order, not round robin; loss detection that tolerates
+/// reordering ([`PACKET_THRESHOLD`], [`TIME_THRESHOLD`]) and `congestion` control.
+fn transport(congestion: Congestion) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.send_fairness(false);
     t.max_concurrent_bidi_streams(VarInt::from_u32(1))
@@ -229,6 +303,9 @@ fn transport() -> quinn::TransportConfig {
         .max_idle_timeout(Some(
             quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("10 s fits"),
         ));
+    t.packet_threshold(PACKET_THRESHOLD)
+        .time_threshold(TIME_THRESHOLD)
+        .congestion_controller_factory(congestion.factory());
     t
 }
 
@@ -238,7 +315,7 @@ impl QuicBridge {
     pub async fn bind(config: QuicConfig) -> Result<QuicBridge, QuicError> {
         let mut server = quinn::ServerConfig::with_crypto(tls::server_crypto(&config.identity)?);
         server
-            .transport_config(Arc::new(transport()))
+            .transport_config(Arc::new(transport(config.congestion)))
             .max_incoming(MAX_CONNECTIONS);
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
@@ -695,4 +772,24 @@ pub async fn serve_metrics(
     axum::serve(listener, router)
         .with_graceful_shutdown(stop)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn congestion_names_round_trip_and_cubic_is_the_default() {
+        for c in Congestion::ALL {
+            assert_eq!(c.name().parse::<Congestion>(), Ok(c));
+            assert_eq!(c.to_string(), c.name());
+        }
+        assert!("reno".parse::<Congestion>().is_err());
+        assert_eq!(Congestion::default(), Congestion::Cubic);
+        let config = QuicConfig::new("r", Identity::generate(&["localhost".into()]).unwrap());
+        assert_eq!(config.congestion, Congestion::Cubic);
+        let t = format!("{:?}", transport(Congestion::Cubic));
+        assert!(t.contains("packet_threshold: 8"), "{t}");
+        assert!(t.contains("time_threshold: 1.5"), "{t}");
+    }
 }
