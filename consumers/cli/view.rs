@@ -151,24 +151,18 @@ pub fn run(args: ViewArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let start = Instant::now();
     let mut viewer = Viewer {
-        args: &args,
+        con: Console::new(&args, &stop, start, Session::new(args.verify, saver)),
         target: &target,
-        stop: &stop,
-        start: Instant::now(),
-        end: None,
-        session: Session::new(args.verify, saver),
-        resyncs: 0,
-        last_line: Instant::now(),
+        start,
     };
-    viewer.end = args
-        .duration
-        .map(|d| viewer.start + Duration::from_secs_f64(d.max(0.0)));
     let outcome = runtime.block_on(viewer.run());
-    viewer.notes();
+    viewer.con.notes();
     let summary = viewer
+        .con
         .session
-        .finish(viewer.start.elapsed().as_secs_f64(), viewer.resyncs);
+        .finish(viewer.start.elapsed().as_secs_f64(), viewer.con.resyncs);
     if let Outcome::Failed(why) = &outcome {
         eprintln!("camring view: {why}");
     }
@@ -176,7 +170,7 @@ pub fn run(args: ViewArgs) -> anyhow::Result<ExitCode> {
         if let Some(dir) = &args.save {
             eprintln!(
                 "camring view: saved {} JPEG files into {}",
-                viewer.session.saved_files(),
+                viewer.con.session.saved_files(),
                 dir.display()
             );
         }
@@ -339,19 +333,32 @@ async fn connect(
     }
 }
 
-/// One run of `camring view`.
-struct Viewer<'a> {
+/// What `camring view` keeps while it runs, whatever the transport (ws, quic): the
+/// options, the stop flag and end time, the session, reconnections and the live line.
+struct Console<'a> {
     args: &'a ViewArgs,
-    target: &'a Target,
     stop: &'a StopFlag,
-    start: Instant,
     end: Option<Instant>,
     session: Session,
     resyncs: u64,
     last_line: Instant,
 }
 
-impl Viewer<'_> {
+impl<'a> Console<'a> {
+    /// Started at `start`: ends `--duration` later, if given.
+    fn new(args: &'a ViewArgs, stop: &'a StopFlag, start: Instant, session: Session) -> Self {
+        Console {
+            args,
+            stop,
+            end: args
+                .duration
+                .map(|d| start + Duration::from_secs_f64(d.max(0.0))),
+            session,
+            resyncs: 0,
+            last_line: Instant::now(),
+        }
+    }
+
     fn should_stop(&self) -> bool {
         self.stop.raised() || self.end.is_some_and(|e| Instant::now() >= e)
     }
@@ -378,8 +385,9 @@ impl Viewer<'_> {
         }
     }
 
-    /// The live line, about once a second.
-    fn live(&mut self, connected: bool) {
+    /// The live line about once a second, followed by what `extra` says (the transport's
+    /// own counters).
+    fn live(&mut self, connected: bool, extra: impl FnOnce() -> String) {
         self.notes();
         let elapsed = self.last_line.elapsed();
         if elapsed >= Duration::from_secs(1) {
@@ -387,43 +395,53 @@ impl Viewer<'_> {
                 .session
                 .live_line(elapsed.as_secs_f64(), connected, self.resyncs);
             if !self.args.quiet {
-                eprintln!("{line}");
+                eprintln!("{line}{}", extra());
             }
             self.last_line = Instant::now();
         }
     }
+}
 
+/// One run of `camring view` over WebSocket.
+struct Viewer<'a> {
+    con: Console<'a>,
+    target: &'a Target,
+    start: Instant,
+}
+
+impl Viewer<'_> {
     async fn run(&mut self) -> Outcome {
         let mut connections = 0u64;
         let mut backoff = BACKOFF_MIN;
         let mut outage_reported = false;
         loop {
-            if self.should_stop() {
+            if self.con.should_stop() {
                 return Outcome::Done;
             }
             let attempt = tokio::select! {
-                r = tokio::time::timeout(CONNECT_TIMEOUT, connect(self.target, self.args.rcvbuf)) => {
+                r = tokio::time::timeout(CONNECT_TIMEOUT, connect(self.target, self.con.args.rcvbuf)) => {
                     r.unwrap_or(Err(ConnectError::Timeout))
                 }
-                () = self.stopped() => return Outcome::Done,
+                () = self.con.stopped() => return Outcome::Done,
             };
             match attempt {
                 Ok(ws) => {
                     if connections > 0 {
-                        self.resyncs += 1;
-                        self.info(&format!("reconnected to {}", self.target));
+                        self.con.resyncs += 1;
+                        self.con.info(&format!("reconnected to {}", self.target));
                     } else {
-                        self.info(&format!("connected to {}", self.target));
+                        self.con.info(&format!("connected to {}", self.target));
                     }
                     connections += 1;
                     backoff = BACKOFF_MIN;
                     outage_reported = false;
-                    self.session.connected();
+                    self.con.session.connected();
                     match self.serve(ws).await {
                         Ended::Stopped => return Outcome::Done,
                         Ended::Lost(why) => {
-                            self.session.disconnected();
-                            self.info(&format!("connection lost ({why}); reconnecting"));
+                            self.con.session.disconnected();
+                            self.con
+                                .info(&format!("connection lost ({why}); reconnecting"));
                         }
                     }
                 }
@@ -439,16 +457,16 @@ impl Viewer<'_> {
                 Err(e) if e.permanent() => return Outcome::Failed(e.describe(self.target)),
                 Err(e) => {
                     if !outage_reported {
-                        self.info(&format!(
+                        self.con.info(&format!(
                             "{}; retrying until it answers",
                             e.describe(self.target)
                         ));
                         outage_reported = true;
                     }
                     let until = Instant::now() + backoff;
-                    while Instant::now() < until && !self.should_stop() {
+                    while Instant::now() < until && !self.con.should_stop() {
                         tokio::time::sleep(POLL).await;
-                        self.live(false);
+                        self.con.live(false, String::new);
                     }
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
@@ -458,9 +476,9 @@ impl Viewer<'_> {
 
     /// Receives on one connection until it ends or the run stops.
     async fn serve(&mut self, mut ws: WebSocketStream<TcpStream>) -> Ended {
-        let delay = Duration::from_millis(self.args.delay_ms);
+        let delay = Duration::from_millis(self.con.args.delay_ms);
         loop {
-            if self.should_stop() {
+            if self.con.should_stop() {
                 // Say goodbye, but do not wait long for the server's answer.
                 let _ = tokio::time::timeout(Duration::from_millis(300), ws.close(None)).await;
                 return Ended::Stopped;
@@ -473,12 +491,12 @@ impl Viewer<'_> {
                 None => {}
                 Some(Some(Ok(Message::Binary(data)))) => {
                     let received_ns = now_ns();
-                    self.session.on_binary(&data, received_ns);
+                    self.con.session.on_binary(&data, received_ns);
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }
                 }
-                Some(Some(Ok(Message::Text(text)))) => self.session.on_text(text.as_str()),
+                Some(Some(Ok(Message::Text(text)))) => self.con.session.on_text(text.as_str()),
                 Some(Some(Ok(Message::Close(frame)))) => {
                     return Ended::Lost(match frame {
                         Some(f) if f.reason.is_empty() => {
@@ -496,7 +514,7 @@ impl Viewer<'_> {
                 Some(Some(Err(e))) => return Ended::Lost(e.to_string()),
                 Some(None) => return Ended::Lost("connection closed".to_owned()),
             }
-            self.live(true);
+            self.con.live(true, String::new);
         }
     }
 }

@@ -23,8 +23,8 @@ use camring_shm::clock::now_ns;
 use quinn::{ConnectionError, VarInt};
 use tokio::sync::mpsc;
 
-use super::session::{Level, Saver, Session};
-use super::{ViewArgs, BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, POLL};
+use super::session::{Saver, Session};
+use super::{Console, ViewArgs, BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, POLL};
 use crate::signals::StopFlag;
 
 /// Default port of `quic://` URLs (the bridge's default).
@@ -198,23 +198,17 @@ pub fn run(args: &ViewArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let start = Instant::now();
     let mut viewer = Viewer {
-        args,
+        con: Console::new(args, &stop, start, Session::new(args.verify, saver)),
         target: &target,
         config,
-        stop: &stop,
-        end: args
-            .duration
-            .map(|d| start + Duration::from_secs_f64(d.max(0.0))),
-        session: Session::new(args.verify, saver),
-        resyncs: 0,
-        last_line: Instant::now(),
         counts: Counts::default(),
     };
     let outcome = runtime.block_on(viewer.run());
-    viewer.notes();
+    viewer.con.notes();
     let summary = viewer
+        .con
         .session
-        .finish(start.elapsed().as_secs_f64(), viewer.resyncs);
+        .finish(start.elapsed().as_secs_f64(), viewer.con.resyncs);
     if let Outcome::Failed(why) = &outcome {
         eprintln!("camring view: {why}");
     }
@@ -227,7 +221,7 @@ pub fn run(args: &ViewArgs) -> anyhow::Result<ExitCode> {
         if let Some(dir) = &args.save {
             eprintln!(
                 "camring view: saved {} JPEG files into {}",
-                viewer.session.saved_files(),
+                viewer.con.session.saved_files(),
                 dir.display()
             );
         }
@@ -442,88 +436,46 @@ fn frame_of(data: &[u8]) -> Option<u64> {
 }
 
 struct Viewer<'a> {
-    args: &'a ViewArgs,
+    con: Console<'a>,
     target: &'a QuicTarget,
     config: quinn::ClientConfig,
-    stop: &'a StopFlag,
-    end: Option<Instant>,
-    session: Session,
-    resyncs: u64,
-    last_line: Instant,
     counts: Counts,
 }
 
 impl Viewer<'_> {
-    fn should_stop(&self) -> bool {
-        self.stop.raised() || self.end.is_some_and(|e| Instant::now() >= e)
-    }
-
-    async fn stopped(&self) {
-        while !self.should_stop() {
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    fn notes(&mut self) {
-        for (level, text) in self.session.take_notes() {
-            if level == Level::Problem || !self.args.quiet {
-                eprintln!("camring view: {text}");
-            }
-        }
-    }
-
-    fn info(&self, text: &str) {
-        if !self.args.quiet {
-            eprintln!("camring view: {text}");
-        }
-    }
-
-    fn live(&mut self, connected: bool) {
-        self.notes();
-        let elapsed = self.last_line.elapsed();
-        if elapsed >= Duration::from_secs(1) {
-            let line = self
-                .session
-                .live_line(elapsed.as_secs_f64(), connected, self.resyncs);
-            if !self.args.quiet {
-                eprintln!("{line}  streams reset {}", self.counts.reset);
-            }
-            self.last_line = Instant::now();
-        }
-    }
-
     async fn run(&mut self) -> Outcome {
         let mut connections = 0u64;
         let mut backoff = BACKOFF_MIN;
         let mut outage_reported = false;
         let url = format!("quic://{}", self.target.authority);
         loop {
-            if self.should_stop() {
+            if self.con.should_stop() {
                 return Outcome::Done;
             }
             let attempt = tokio::select! {
                 r = tokio::time::timeout(CONNECT_TIMEOUT, connect(self.target, &self.config)) => {
                     r.unwrap_or(Err(ConnectError::Timeout))
                 }
-                () = self.stopped() => return Outcome::Done,
+                () = self.con.stopped() => return Outcome::Done,
             };
             match attempt {
                 Ok(c) => {
                     if connections > 0 {
-                        self.resyncs += 1;
-                        self.info(&format!("reconnected to {url}"));
+                        self.con.resyncs += 1;
+                        self.con.info(&format!("reconnected to {url}"));
                     } else {
-                        self.info(&format!("connected to {url}"));
+                        self.con.info(&format!("connected to {url}"));
                     }
                     connections += 1;
                     backoff = BACKOFF_MIN;
                     outage_reported = false;
-                    self.session.connected();
+                    self.con.session.connected();
                     match self.serve(c).await {
                         Ended::Stopped => return Outcome::Done,
                         Ended::Lost(why) => {
-                            self.session.disconnected();
-                            self.info(&format!("connection lost ({why}); reconnecting"));
+                            self.con.session.disconnected();
+                            self.con
+                                .info(&format!("connection lost ({why}); reconnecting"));
                         }
                     }
                 }
@@ -540,16 +492,16 @@ impl Viewer<'_> {
                 Err(e) if e.permanent() => return Outcome::Failed(e.describe(self.target)),
                 Err(e) => {
                     if !outage_reported {
-                        self.info(&format!(
+                        self.con.info(&format!(
                             "{}; retrying until it answers",
                             e.describe(self.target)
                         ));
                         outage_reported = true;
                     }
                     let until = Instant::now() + backoff;
-                    while Instant::now() < until && !self.should_stop() {
+                    while Instant::now() < until && !self.con.should_stop() {
                         tokio::time::sleep(POLL).await;
-                        self.live(false);
+                        self.con.live(false, String::new);
                     }
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
@@ -561,7 +513,7 @@ impl Viewer<'_> {
     /// producer that numbers frames from 0 again).
     fn on_line(&mut self, line: &str) -> bool {
         let state = matches!(ServerMessage::from_json(line), Ok(ServerMessage::State(_)));
-        self.session.on_text(line);
+        self.con.session.on_text(line);
         state
     }
 
@@ -574,7 +526,7 @@ impl Viewer<'_> {
             mut lines,
             first,
         } = c;
-        let delay = Duration::from_millis(self.args.delay_ms);
+        let delay = Duration::from_millis(self.con.args.delay_ms);
         // The newest frame number handed on since the last `state`.
         let mut last: Option<u64> = None;
         if self.on_line(&first) {
@@ -583,7 +535,7 @@ impl Viewer<'_> {
         let (tx, mut rx) = mpsc::channel::<Got>(QUEUE);
         let mut control_open = true;
         let ended = loop {
-            if self.should_stop() {
+            if self.con.should_stop() {
                 conn.close(VarInt::from_u32(close::DONE), b"bye");
                 let _ =
                     tokio::time::timeout(Duration::from_millis(300), endpoint.wait_idle()).await;
@@ -627,7 +579,7 @@ impl Viewer<'_> {
                                     (Some(f), Some((n, _))) if frame_of(n).is_some_and(|nf| nf >= f) => {
                                         self.counts.stale += 1;
                                     }
-                                    (None, _) => self.session.on_binary(&data, at), // invalid: counted
+                                    (None, _) => self.con.session.on_binary(&data, at), // invalid: counted
                                     _ => {
                                         if newest.is_some() {
                                             self.counts.stale += 1;
@@ -641,7 +593,7 @@ impl Viewer<'_> {
                     }
                     if let Some((data, at)) = newest {
                         last = frame_of(&data).or(last);
-                        self.session.on_binary(&data, at);
+                        self.con.session.on_binary(&data, at);
                         if !delay.is_zero() {
                             tokio::time::sleep(delay).await;
                         }
@@ -649,7 +601,8 @@ impl Viewer<'_> {
                 }
                 () = tokio::time::sleep(POLL) => {}
             }
-            self.live(true);
+            let reset = self.counts.reset;
+            self.con.live(true, || format!("  streams reset {reset}"));
         };
         conn.close(VarInt::from_u32(close::DONE), b"bye");
         Ended::Lost(ended)
