@@ -385,6 +385,21 @@ impl<'a> Console<'a> {
         }
     }
 
+    /// After a failed connection attempt: says why once per outage, waits `backoff`
+    /// (keeping the live line going, returning early on stop) and doubles it.
+    async fn retry_later(&mut self, why: &str, reported: &mut bool, backoff: &mut Duration) {
+        if !*reported {
+            self.info(&format!("{why}; retrying until it answers"));
+            *reported = true;
+        }
+        let until = Instant::now() + *backoff;
+        while Instant::now() < until && !self.should_stop() {
+            tokio::time::sleep(POLL).await;
+            self.live(false, String::new);
+        }
+        *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    }
+
     /// The live line about once a second, followed by what `extra` says (the transport's
     /// own counters).
     fn live(&mut self, connected: bool, extra: impl FnOnce() -> String) {
@@ -456,19 +471,10 @@ impl Viewer<'_> {
                 }
                 Err(e) if e.permanent() => return Outcome::Failed(e.describe(self.target)),
                 Err(e) => {
-                    if !outage_reported {
-                        self.con.info(&format!(
-                            "{}; retrying until it answers",
-                            e.describe(self.target)
-                        ));
-                        outage_reported = true;
-                    }
-                    let until = Instant::now() + backoff;
-                    while Instant::now() < until && !self.con.should_stop() {
-                        tokio::time::sleep(POLL).await;
-                        self.con.live(false, String::new);
-                    }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    let why = e.describe(self.target);
+                    self.con
+                        .retry_later(&why, &mut outage_reported, &mut backoff)
+                        .await;
                 }
             }
         }

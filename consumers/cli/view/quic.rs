@@ -24,7 +24,7 @@ use quinn::{ConnectionError, VarInt};
 use tokio::sync::mpsc;
 
 use super::session::{Saver, Session};
-use super::{Console, ViewArgs, BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, POLL};
+use super::{Console, ViewArgs, BACKOFF_MIN, CONNECT_TIMEOUT, POLL};
 use crate::signals::StopFlag;
 
 /// Default port of `quic://` URLs (the bridge's default).
@@ -491,19 +491,10 @@ impl Viewer<'_> {
                 }
                 Err(e) if e.permanent() => return Outcome::Failed(e.describe(self.target)),
                 Err(e) => {
-                    if !outage_reported {
-                        self.con.info(&format!(
-                            "{}; retrying until it answers",
-                            e.describe(self.target)
-                        ));
-                        outage_reported = true;
-                    }
-                    let until = Instant::now() + backoff;
-                    while Instant::now() < until && !self.con.should_stop() {
-                        tokio::time::sleep(POLL).await;
-                        self.con.live(false, String::new);
-                    }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    let why = e.describe(self.target);
+                    self.con
+                        .retry_later(&why, &mut outage_reported, &mut backoff)
+                        .await;
                 }
             }
         }
