@@ -1431,19 +1431,21 @@ fn quic_through_relay(
     (s, log)
 }
 
-#[test]
-fn one_percent_loss_through_the_relay() {
+/// Through the relay losing `loss` of the datagrams both ways (the client's
+/// acknowledgements too), `delay_ms` each way: `quic_through_relay`'s checks, and the relay
+/// really dropped datagrams in both directions.
+fn lossy_through_the_relay(test: &str, seed: u64, loss: f64, delay_ms: u64) {
     let (_, log) = quic_through_relay(
-        "quic-loss1",
+        test,
         Impair {
-            seed: 0x1055_0001,
-            loss: 0.01,
+            seed,
+            loss,
+            delay: Duration::from_millis(delay_ms),
             ..Impair::default()
         },
         12,
         None,
     );
-    // Lost both ways: the client's acknowledgements too.
     assert!(
         log.to_client.dropped > 0 && log.to_server.dropped > 0,
         "{log:?}"
@@ -1451,21 +1453,13 @@ fn one_percent_loss_through_the_relay() {
 }
 
 #[test]
+fn one_percent_loss_through_the_relay() {
+    lossy_through_the_relay("quic-loss1", 0x1055_0001, 0.01, 0);
+}
+
+#[test]
 fn five_percent_loss_through_the_relay() {
-    let (_, log) = quic_through_relay(
-        "quic-loss5",
-        Impair {
-            seed: 0x1055_0005,
-            loss: 0.05,
-            ..Impair::default()
-        },
-        12,
-        None,
-    );
-    assert!(
-        log.to_client.dropped > 0 && log.to_server.dropped > 0,
-        "{log:?}"
-    );
+    lossy_through_the_relay("quic-loss5", 0x1055_0005, 0.05, 0);
 }
 
 /// The same impairments as tests/udp.rs's: a 30 ms round trip whose datagrams overtake one
@@ -1511,41 +1505,13 @@ fn reordering_duplication_and_delay_through_the_relay() {
 /// 1 % loss both ways and a 30 ms round trip: delivered / made at least (1 − p)^K − 4σ.
 #[test]
 fn one_percent_loss_and_a_round_trip_through_the_relay() {
-    let (_, log) = quic_through_relay(
-        "quic-rtt-loss1",
-        Impair {
-            seed: 0x1055_1001,
-            loss: 0.01,
-            delay: Duration::from_millis(15),
-            ..Impair::default()
-        },
-        12,
-        None,
-    );
-    assert!(
-        log.to_client.dropped > 0 && log.to_server.dropped > 0,
-        "{log:?}"
-    );
+    lossy_through_the_relay("quic-rtt-loss1", 0x1055_1001, 0.01, 15);
 }
 
 /// 5 % loss both ways and a 30 ms round trip: delivered / made at least (1 − p)^K − 4σ.
 #[test]
 fn five_percent_loss_and_a_round_trip_through_the_relay() {
-    let (_, log) = quic_through_relay(
-        "quic-rtt-loss5",
-        Impair {
-            seed: 0x1055_1005,
-            loss: 0.05,
-            delay: Duration::from_millis(15),
-            ..Impair::default()
-        },
-        12,
-        None,
-    );
-    assert!(
-        log.to_client.dropped > 0 && log.to_server.dropped > 0,
-        "{log:?}"
-    );
+    lossy_through_the_relay("quic-rtt-loss5", 0x1055_1005, 0.05, 15);
 }
 
 /// A 30 ms round trip whose delay varies by ±5 ms each way, so that the packets of a
