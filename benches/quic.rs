@@ -37,8 +37,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Context, Result};
@@ -49,7 +48,7 @@ use camring_bridge::quic::{QuicBridge, QuicConfig, QuicCounters};
 use camring_protocol::wire::{self, CAM_REENCODED};
 use camring_shm::clock::now_ns;
 use camring_shm::Writer;
-use common::{fmt_ns, median, JpegSource, Order, RingGuard, Table};
+use common::{fmt_ns, median, Gate, JpegSource, Order, Pace, Ring, RingGuard, Table};
 use hdrhistogram::Histogram;
 use quinn::VarInt;
 use tokio::runtime::Runtime;
@@ -87,111 +86,6 @@ struct Params {
 }
 
 // ---------------------------------------------------------------- the producer
-
-/// How the producer publishes.
-#[derive(Debug, Clone, Copy)]
-enum Pace {
-    /// Whenever fewer than `ahead` frames were published beyond what the client received.
-    Ahead(u64),
-    /// At a fixed rate.
-    Fps(f64),
-}
-
-/// Shared between the producer thread and the clients.
-#[derive(Debug, Default)]
-struct Gate {
-    stop: AtomicBool,
-    /// The newest frame number the client received, plus one (0: none yet).
-    received: AtomicU64,
-    producer: OnceLock<std::thread::Thread>,
-}
-
-impl Gate {
-    fn received(&self, frame: u64) {
-        // SYNC POINT: Relaxed: a number the producer polls; nothing is published through it.
-        self.received.fetch_max(frame + 1, Ordering::Relaxed);
-        if let Some(t) = self.producer.get() {
-            t.unpark();
-        }
-    }
-}
-
-/// Runs on its own thread until `gate.stop`; returns the ticks it was late for.
-fn produce(writer: &mut Writer, src: &JpegSource, pace: Pace, gate: &Gate) -> Result<u64> {
-    let _ = gate.producer.set(std::thread::current());
-    let start = std::time::Instant::now();
-    let (mut published, mut late) = (0u64, 0u64);
-    let first_frame = writer.next_frame();
-    let mut last_received = 0;
-    let mut last_progress = start;
-    // SYNC POINT: Relaxed: flags and counts, nothing is published through them.
-    while !gate.stop.load(Ordering::Relaxed) {
-        match pace {
-            Pace::Ahead(ahead) => {
-                let received = gate.received.load(Ordering::Relaxed);
-                if received != last_received {
-                    last_received = received;
-                    last_progress = std::time::Instant::now();
-                }
-                if writer.next_frame() >= received.max(first_frame) + ahead
-                    && last_progress.elapsed() < Duration::from_millis(50)
-                {
-                    std::thread::park_timeout(Duration::from_millis(5));
-                    continue;
-                }
-                last_progress = std::time::Instant::now();
-            }
-            Pace::Fps(fps) => {
-                let period = Duration::from_secs_f64(1.0 / fps);
-                let mut due = start + period.mul_f64((published + late) as f64);
-                let now = std::time::Instant::now();
-                while now > due + period {
-                    late += 1;
-                    due += period;
-                }
-                if now < due {
-                    std::thread::sleep((due - now).min(Duration::from_millis(10)));
-                    continue;
-                }
-            }
-        }
-        src.publish(writer, published)?;
-        published += 1;
-    }
-    Ok(late)
-}
-
-/// The producer's side: the ring and what it publishes.
-struct Ring {
-    src: JpegSource,
-    writer: Writer,
-    _guard: RingGuard,
-}
-
-impl Ring {
-    /// Runs the producer at `pace` on its own thread while `f` runs on this one.
-    fn with_producer<T>(
-        &mut self,
-        pace: Pace,
-        gate: &Gate,
-        f: impl FnOnce() -> Result<T>,
-    ) -> Result<(T, u64)> {
-        // SYNC POINT: Relaxed: a flag, nothing is published through it.
-        gate.stop.store(false, Ordering::Relaxed);
-        let Ring { src, writer, .. } = self;
-        let (out, produced) = std::thread::scope(|s| {
-            let producer = s.spawn(|| produce(writer, src, pace, gate));
-            let out = f();
-            gate.stop.store(true, Ordering::Relaxed);
-            if let Some(t) = gate.producer.get() {
-                t.unpark();
-            }
-            (out, producer.join())
-        });
-        let late = produced.map_err(|_| anyhow!("producer panicked"))??;
-        Ok((out?, late))
-    }
-}
 
 // ---------------------------------------------------------------- clients
 
@@ -959,7 +853,7 @@ impl Bench {
         let p = &self.p;
         let gate = Gate::default();
         let net = &self.net;
-        let ((recvs, counts, cores), late) =
+        let ((recvs, counts, cores), produced) =
             self.ring.with_producer(Pace::Fps(p.fps), &gate, || {
                 net.clients.block_on(async {
                     let mut conns = Vec::new();
@@ -992,7 +886,7 @@ impl Bench {
             recvs,
             counts,
             cores,
-            late,
+            late: produced.late,
         })
     }
 }

@@ -41,8 +41,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -51,7 +50,7 @@ use camring_bridge::{WsBridge, WsConfig};
 use camring_protocol::wire::{self, CAM_REENCODED};
 use camring_shm::clock::now_ns;
 use camring_shm::Writer;
-use common::{fmt_ns, median, JpegSource, Order, RingGuard, Table};
+use common::{fmt_ns, median, Gate, JpegSource, Order, Pace, Produced, Ring, RingGuard, Table};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::net::{TcpListener, TcpStream};
@@ -88,94 +87,6 @@ struct Params {
 }
 
 // ---------------------------------------------------------------- setup
-
-/// How the producer publishes.
-#[derive(Debug, Clone, Copy)]
-enum Pace {
-    /// Whenever fewer than `ahead` frames were published beyond what the client received.
-    Ahead(u64),
-    /// At a fixed rate.
-    Fps(f64),
-}
-
-/// Shared between the producer thread and the clients.
-#[derive(Debug, Default)]
-struct Gate {
-    stop: AtomicBool,
-    /// The newest frame number the client received, plus one (0: none yet).
-    received: AtomicU64,
-    producer: OnceLock<std::thread::Thread>,
-}
-
-impl Gate {
-    /// The client received frame `frame`.
-    fn received(&self, frame: u64) {
-        // SYNC POINT: Relaxed: a number the producer polls; nothing is published through it.
-        self.received.fetch_max(frame + 1, Ordering::Relaxed);
-        if let Some(t) = self.producer.get() {
-            t.unpark();
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-struct Produced {
-    published: u64,
-    /// Ticks of a paced producer that came more than a period late (skipped).
-    late: u64,
-    cpu_ns: u64,
-}
-
-/// Runs on its own thread until `gate.stop`.
-fn produce(writer: &mut Writer, src: &JpegSource, pace: Pace, gate: &Gate) -> Result<Produced> {
-    let _ = gate.producer.set(std::thread::current());
-    let cpu0 = common::thread_cpu_ns();
-    let mut out = Produced::default();
-    let start = std::time::Instant::now();
-    let mut last_received = 0;
-    let first_frame = writer.next_frame();
-    let mut last_progress = start;
-    // SYNC POINT: Relaxed: flags and counts, nothing is published through them.
-    while !gate.stop.load(Ordering::Relaxed) {
-        match pace {
-            Pace::Ahead(ahead) => {
-                // Frames are counted by number: one the bridge skipped (it reads the
-                // newest) is not waited for. A frame published before the client's
-                // connection registered with the bridge is not read at all (nobody wanted
-                // it): after a stall, publish anyway.
-                let received = gate.received.load(Ordering::Relaxed);
-                if received != last_received {
-                    last_received = received;
-                    last_progress = std::time::Instant::now();
-                }
-                if writer.next_frame() >= received.max(first_frame) + ahead
-                    && last_progress.elapsed() < Duration::from_millis(50)
-                {
-                    std::thread::park_timeout(Duration::from_millis(5));
-                    continue;
-                }
-                last_progress = std::time::Instant::now();
-            }
-            Pace::Fps(fps) => {
-                let period = Duration::from_secs_f64(1.0 / fps);
-                let mut due = start + period.mul_f64((out.published + out.late) as f64);
-                let now = std::time::Instant::now();
-                while now > due + period {
-                    out.late += 1;
-                    due += period;
-                }
-                if now < due {
-                    std::thread::sleep((due - now).min(Duration::from_millis(10)));
-                    continue;
-                }
-            }
-        }
-        src.publish(writer, out.published)?;
-        out.published += 1;
-    }
-    out.cpu_ns = common::thread_cpu_ns() - cpu0;
-    Ok(out)
-}
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -440,38 +351,6 @@ impl Counts {
             forwarded: self.forwarded - o.forwarded,
             encodes: self.encodes - o.encodes,
         }
-    }
-}
-
-/// The producer's side: the ring and what it publishes.
-struct Ring {
-    src: JpegSource,
-    writer: Writer,
-    _guard: RingGuard,
-}
-
-impl Ring {
-    /// Runs the producer at `pace` on its own thread while `f` runs on this one.
-    fn with_producer<T>(
-        &mut self,
-        pace: Pace,
-        gate: &Gate,
-        f: impl FnOnce() -> Result<T>,
-    ) -> Result<(T, Produced)> {
-        // SYNC POINT: Relaxed: a flag, nothing is published through it.
-        gate.stop.store(false, Ordering::Relaxed);
-        let Ring { src, writer, .. } = self;
-        let (out, produced) = std::thread::scope(|s| {
-            let producer = s.spawn(|| produce(writer, src, pace, gate));
-            let out = f();
-            gate.stop.store(true, Ordering::Relaxed);
-            if let Some(t) = gate.producer.get() {
-                t.unpark();
-            }
-            (out, producer.join())
-        });
-        let produced = produced.map_err(|_| anyhow!("producer panicked"))??;
-        Ok((out?, produced))
     }
 }
 

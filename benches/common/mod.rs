@@ -11,8 +11,8 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -549,5 +549,132 @@ impl JpegSource {
     /// Bytes of [`JpegSource::message`].
     pub fn message_len(&self) -> usize {
         camring_protocol::wire::prefix_len(self.jpegs.len()) + self.message_payload()
+    }
+}
+
+// ---------------------------------------------------------------- a producer thread
+
+/// How the producer publishes.
+#[derive(Debug, Clone, Copy)]
+pub enum Pace {
+    /// Whenever fewer than `ahead` frames were published beyond what the client received.
+    Ahead(u64),
+    /// At a fixed rate.
+    Fps(f64),
+}
+
+/// Shared between the producer thread and the clients.
+#[derive(Debug, Default)]
+pub struct Gate {
+    pub stop: AtomicBool,
+    /// The newest frame number the client received, plus one (0: none yet).
+    pub received: AtomicU64,
+    pub producer: OnceLock<std::thread::Thread>,
+}
+
+impl Gate {
+    /// The client received frame `frame`.
+    pub fn received(&self, frame: u64) {
+        // SYNC POINT: Relaxed: a number the producer polls; nothing is published through it.
+        self.received.fetch_max(frame + 1, Ordering::Relaxed);
+        if let Some(t) = self.producer.get() {
+            t.unpark();
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Produced {
+    pub published: u64,
+    /// Ticks of a paced producer that came more than a period late (skipped).
+    pub late: u64,
+    pub cpu_ns: u64,
+}
+
+/// Runs on its own thread until `gate.stop`.
+pub fn produce(
+    writer: &mut camring_shm::Writer,
+    src: &JpegSource,
+    pace: Pace,
+    gate: &Gate,
+) -> Result<Produced> {
+    let _ = gate.producer.set(std::thread::current());
+    let cpu0 = thread_cpu_ns();
+    let mut out = Produced::default();
+    let start = std::time::Instant::now();
+    let mut last_received = 0;
+    let first_frame = writer.next_frame();
+    let mut last_progress = start;
+    // SYNC POINT: Relaxed: flags and counts, nothing is published through them.
+    while !gate.stop.load(Ordering::Relaxed) {
+        match pace {
+            Pace::Ahead(ahead) => {
+                // Frames are counted by number: one the bridge skipped (it reads the
+                // newest) is not waited for. A frame published before the client's
+                // connection registered with the bridge is not read at all (nobody wanted
+                // it): after a stall, publish anyway.
+                let received = gate.received.load(Ordering::Relaxed);
+                if received != last_received {
+                    last_received = received;
+                    last_progress = std::time::Instant::now();
+                }
+                if writer.next_frame() >= received.max(first_frame) + ahead
+                    && last_progress.elapsed() < Duration::from_millis(50)
+                {
+                    std::thread::park_timeout(Duration::from_millis(5));
+                    continue;
+                }
+                last_progress = std::time::Instant::now();
+            }
+            Pace::Fps(fps) => {
+                let period = Duration::from_secs_f64(1.0 / fps);
+                let mut due = start + period.mul_f64((out.published + out.late) as f64);
+                let now = std::time::Instant::now();
+                while now > due + period {
+                    out.late += 1;
+                    due += period;
+                }
+                if now < due {
+                    std::thread::sleep((due - now).min(Duration::from_millis(10)));
+                    continue;
+                }
+            }
+        }
+        src.publish(writer, out.published)?;
+        out.published += 1;
+    }
+    out.cpu_ns = thread_cpu_ns() - cpu0;
+    Ok(out)
+}
+
+/// The producer's side: the ring and what it publishes.
+pub struct Ring {
+    pub src: JpegSource,
+    pub writer: camring_shm::Writer,
+    pub _guard: RingGuard,
+}
+
+impl Ring {
+    /// Runs the producer at `pace` on its own thread while `f` runs on this one.
+    pub fn with_producer<T>(
+        &mut self,
+        pace: Pace,
+        gate: &Gate,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<(T, Produced)> {
+        // SYNC POINT: Relaxed: a flag, nothing is published through it.
+        gate.stop.store(false, Ordering::Relaxed);
+        let Ring { src, writer, .. } = self;
+        let (out, produced) = std::thread::scope(|s| {
+            let producer = s.spawn(|| produce(writer, src, pace, gate));
+            let out = f();
+            gate.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = gate.producer.get() {
+                t.unpark();
+            }
+            (out, producer.join())
+        });
+        let produced = produced.map_err(|_| anyhow::anyhow!("producer panicked"))??;
+        Ok((out?, produced))
     }
 }
