@@ -2013,6 +2013,19 @@ fn snapshot_is_never_older_than_the_newest_frame_when_asked() {
     let bridge = Bridge::start(&ring, &[]);
     let addr = bridge.addr;
     runtime().block_on(async {
+        // Until the bridge has seen a frame (it reads the ring's head every 100 ms; on a
+        // loaded machine the producer's first publish can come after the bridge is up),
+        // /healthz has no `frame` yet.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let h = http_get(addr, "/healthz", &[]).await.expect("healthz");
+            let v: serde_json::Value = serde_json::from_slice(&h.body).expect("JSON");
+            if v["frame"].as_u64().is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no frame in /healthz: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let mut stale = Vec::new();
         for _ in 0..5 {
             let h = http_get(addr, "/healthz", &[]).await.expect("healthz");
