@@ -366,10 +366,16 @@ impl Bench {
             );
             let len = encode(&mut self.enc, image, &mut self.bufs[c])?;
             ensure!(
-                frame.payload(c) == &self.bufs[c][..len],
+                frame.payload(c).eq_bytes(&self.bufs[c][..len]),
                 "camera {c}: producer JPEG differs from the direct encoder's"
             );
-            dec.verify_pattern(frame.payload(c), image.width, image.height, c as u32, FRAME)?;
+            dec.verify_pattern(
+                &frame.payload(c).to_vec(),
+                image.width,
+                image.height,
+                c as u32,
+                FRAME,
+            )?;
             sizes.push(len);
         }
         frame.validate()?;

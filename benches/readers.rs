@@ -124,6 +124,7 @@ fn reader_child(args: &[String]) -> Result<()> {
     out.flush()?;
     let cpu0 = common::process_cpu_ns();
     let (mut valid, mut torn, mut errors, mut sum) = (0u64, 0u64, 0u64, 0u64);
+    let mut head = [0u8; TOUCH];
     loop {
         // `wait` also returns on a state change (the producer stopping), with nothing new.
         if !reader.wait(Duration::from_millis(100)) || !reader.has_new() {
@@ -136,9 +137,11 @@ fn reader_child(args: &[String]) -> Result<()> {
             Ok(Some(frame)) => {
                 for i in 0..frame.cameras().len() {
                     let p = frame.payload(i);
-                    let head = &p[..TOUCH.min(p.len())];
-                    sum = sum.wrapping_add(head.iter().map(|&b| u64::from(b)).sum::<u64>());
-                    sum = sum.wrapping_add(u64::from(p.last().copied().unwrap_or(0)));
+                    let n = TOUCH.min(p.len());
+                    p.slice(..n).copy_to_slice(&mut head[..n]);
+                    sum = sum.wrapping_add(head[..n].iter().map(|&b| u64::from(b)).sum::<u64>());
+                    let last = p.get(p.len().wrapping_sub(1)).unwrap_or(0);
+                    sum = sum.wrapping_add(u64::from(last));
                 }
                 if frame.validate().is_ok() {
                     valid += 1;

@@ -313,7 +313,10 @@ fn bench_ring(p: &Params, w: u32, h: u32) -> Result<()> {
             .try_read(camring_shm::ReadMode::Latest)?
             .ok_or_else(|| anyhow::anyhow!("no frame after write"))?;
         for (c, image) in b.images.iter().enumerate() {
-            ensure!(f.payload(c) == image.data(), "camera {c}: payload differs");
+            ensure!(
+                f.payload(c).eq_bytes(image.data()),
+                "camera {c}: payload differs"
+            );
         }
         f.validate()?;
     }

@@ -262,7 +262,7 @@ fn mixed_group_synthetic_and_mjpeg_over_http() {
         assert_eq!((c1.width, c1.height), (320, 240));
         // Decoded in place; the result counts only if the slot was not overwritten meanwhile.
         let decoded = decoder
-            .decode_rgb(frame.payload(1))
+            .decode_rgb(&frame.payload(1).to_vec())
             .map(|(w, h, rgb)| ((w, h), pattern::read_code_rgb(rgb, w, h), rgb.to_vec()));
         if frame.validate().is_err() {
             continue;

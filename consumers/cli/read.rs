@@ -96,6 +96,7 @@ pub fn consume(args: &ReadArgs, stop: &StopFlag) -> anyhow::Result<Summary> {
     let mut window = Latency::new();
     let mut verifier = Verifier::new();
     let mut owned = OwnedFrame::default();
+    let mut scratch: Vec<Vec<u8>> = Vec::new();
     let mut last_print = Instant::now();
     let mut window_frames = 0u64;
     let mut last_check = Instant::now();
@@ -177,7 +178,14 @@ pub fn consume(args: &ReadArgs, stop: &StopFlag) -> anyhow::Result<Summary> {
                 Ok(Some(frame)) => {
                     let received = now_ns();
                     let verdict = if args.verify {
-                        verifier.check_all(frame.cameras(), |i| frame.payload(i))
+                        // Checking reads every byte, so it checks a copy: the ring's bytes
+                        // are only lent as racy views (camring_shm::SharedBytes).
+                        scratch.resize_with(frame.cameras().len(), Vec::new);
+                        for (i, buf) in scratch.iter_mut().enumerate() {
+                            buf.clear();
+                            frame.payload(i).extend_vec(buf);
+                        }
+                        verifier.check_all(frame.cameras(), |i| &scratch[i])
                     } else {
                         Verdict::Unchecked
                     };

@@ -159,7 +159,7 @@ fn drain(reader: &mut Reader, verifier: &mut Verifier, out: &mut Vec<Rec>) {
             .enumerate()
             .map(|(i, e)| Cam {
                 entry: *e,
-                verdict: verifier.check(e, frame.payload(i)),
+                verdict: verifier.check(e, &frame.payload(i).to_vec()),
             })
             .collect();
         frame.validate().unwrap_or_else(|e| {

@@ -4,13 +4,15 @@
 //!
 //! * [`Writer`] creates (or takes over) a ring and publishes frames through
 //!   [`SlotLoan`]s that are filled in place.
-//! * [`Reader`] attaches, reads [`Frame`] views (validated header, zero-copy payloads,
-//!   [`Frame::validate`] after use) or copies ([`Reader::read_copy`]), and waits on a futex
-//!   without spinning ([`Reader::wait`], [`Reader::wait_async`]).
+//! * [`Reader`] attaches, reads [`Frame`] views (validated header, zero-copy payloads as
+//!   racy [`SharedBytes`] views, [`Frame::validate`] or [`Frame::read_with`] after use) or
+//!   copies ([`Reader::read_copy`]), and waits on a futex without spinning
+//!   ([`Reader::wait`], [`Reader::wait_async`]).
 //! * [`admin`] lists and removes rings.
 //!
 //! The byte layout and the protocol are specified in `docs/ring.md`. This is the only
-//! crate of camring with unsafe code, all of it in `segment.rs`.
+//! crate of camring with unsafe code: every access to a mapping is in `segment.rs`, and the
+//! volatile view of bytes that others may be writing in `racy.rs`.
 
 #![warn(missing_docs)]
 
@@ -23,6 +25,8 @@ mod error;
 #[cfg(not(loom))]
 mod notify;
 #[cfg(not(loom))]
+mod racy;
+#[cfg(not(loom))]
 mod reader;
 #[cfg(not(loom))]
 mod segment;
@@ -33,6 +37,8 @@ mod writer;
 
 #[cfg(not(loom))]
 pub use error::{CreateError, OpenError, ReadError, WriteError};
+#[cfg(not(loom))]
+pub use racy::SharedBytes;
 #[cfg(not(loom))]
 pub use reader::{Follow, Frame, OwnedFrame, ProducerState, ReadMode, Reader, ReaderStats};
 #[cfg(not(loom))]

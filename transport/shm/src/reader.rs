@@ -19,6 +19,7 @@ use camring_protocol::layout::{
 use zerocopy::FromBytes;
 
 use crate::error::{OpenError, ReadError};
+use crate::racy::SharedBytes;
 use crate::segment::{path_of, pid_alive, valid_name, MapError, Segment};
 use crate::{notify, seqlock};
 
@@ -36,7 +37,8 @@ pub enum ReadMode {
 /// What a reader has seen so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReaderStats {
-    /// Frames handed out.
+    /// Frames handed out, less those that [`Frame::validate`] (or [`Frame::copy_to`])
+    /// then found overwritten: those count as lapped (or torn) instead.
     pub frames: u64,
     /// Reads that a concurrent write invalidated (discarded).
     pub torn: u64,
@@ -93,8 +95,8 @@ pub struct Reader {
     next: u64,
     generation: u64,
     stats: ReaderStats,
-    /// Torn reads found by `Frame::validate`, after the frame was handed out.
-    late_torn: AtomicU64,
+    /// Torn and lapped reads found by `Frame::validate`, after the frame was handed out.
+    late: LateCounts,
     spin: Duration,
     table_index: Option<usize>,
     /// The segment state and generation `wait` last reported: it returns once when either
@@ -160,7 +162,7 @@ impl Reader {
             next: 0,
             generation: 0,
             stats: ReaderStats::default(),
-            late_torn: AtomicU64::new(0),
+            late: LateCounts::default(),
             spin: Duration::ZERO,
             table_index: None,
             wait_state: AtomicU32::new(STATE_LIVE),
@@ -231,7 +233,15 @@ impl Reader {
     pub fn stats(&self) -> ReaderStats {
         let mut s = self.stats;
         // SYNC POINT: Relaxed: a statistics counter, no data depends on it.
-        s.torn += self.late_torn.load(Ordering::Relaxed);
+        let torn = self.late.torn.load(Ordering::Relaxed);
+        // SYNC POINT: Relaxed, as above.
+        let lapped = self.late.lapped.load(Ordering::Relaxed);
+        // A frame found overwritten after it was handed out was not delivered after all:
+        // it moves from `frames` to `lapped` (or `torn`), so that every frame number is
+        // counted once in frames, skipped, lapped and corrupt.
+        s.frames = s.frames.saturating_sub(torn + lapped);
+        s.torn += torn;
+        s.lapped += lapped;
         s
     }
 
@@ -364,8 +374,16 @@ impl Reader {
                 return Ok(Follow::Gone);
             }
         };
-        if moved || state == STATE_REPLACED {
+        if !moved && state == STATE_REPLACED {
+            // The old segment is marked replaced before the new one is renamed over the
+            // name (docs/ring.md §11.7): the name still leads here, so re-opening it would
+            // attach to this dead segment again and deliver its newest frame twice.
+            return Ok(Follow::Gone);
+        }
+        if moved {
             match attach(&self.name) {
+                // Raced with a rename back to the same segment: nothing new yet.
+                Ok(seg) if seg.ino == self.seg.ino => return Ok(Follow::Gone),
                 Ok(seg) => {
                     self.unregister();
                     self.seg = Arc::new(seg);
@@ -435,7 +453,7 @@ impl Reader {
                         begin,
                         header,
                         cameras,
-                        torn: &self.late_torn,
+                        late: &self.late,
                     }));
                 }
                 Err(ReadError::Lapped) => {
@@ -522,12 +540,20 @@ impl Drop for Reader {
     }
 }
 
+/// Frames found torn or lapped after they were handed out ([`Frame::validate`]).
+#[derive(Debug, Default)]
+struct LateCounts {
+    torn: AtomicU64,
+    lapped: AtomicU64,
+}
+
 /// A zero-copy view of one multi-frame in the ring.
 ///
 /// The header and camera entries were copied out and validated (every payload lies inside
-/// the slot); the payloads are views into the shared segment that the producer may
-/// overwrite at any time. Whatever is computed from them is trusted only once
-/// [`Frame::validate`] returns `Ok` after the computation.
+/// the slot); the payloads are racy views ([`SharedBytes`]) into the shared segment that
+/// the producer may overwrite at any time. Whatever is computed from them is trusted only
+/// once [`Frame::validate`] returns `Ok` after the computation; [`Frame::read_with`] does
+/// both in one call, and [`Frame::copy_to`] copies the frame and validates the copy.
 #[derive(Debug)]
 pub struct Frame<'a> {
     seg: &'a Segment,
@@ -535,7 +561,7 @@ pub struct Frame<'a> {
     begin: u64,
     header: SlotHeader,
     cameras: [CameraEntry; MAX_CAMERAS],
-    torn: &'a AtomicU64,
+    late: &'a LateCounts,
 }
 
 impl<'a> Frame<'a> {
@@ -554,13 +580,14 @@ impl<'a> Frame<'a> {
         &self.cameras[..self.header.camera_count as usize]
     }
 
-    /// Camera `index`'s payload, in place in shared memory. Its bytes may change under
-    /// you: see [`Frame::validate`]. Panics if `index` is not below the camera count.
-    pub fn payload(&self, index: usize) -> &'a [u8] {
+    /// Camera `index`'s payload, in place in shared memory: a racy view whose bytes may
+    /// change under you (see [`Frame::validate`]). Panics if `index` is not below the
+    /// camera count.
+    pub fn payload(&self, index: usize) -> SharedBytes<'a> {
         let c = &self.cameras()[index];
         if c.length == 0 {
             // A missing camera's offset is not validated: do not touch it.
-            return &[];
+            return SharedBytes::empty();
         }
         // Validation guaranteed offset + length <= slot_size, so this is in the slot.
         self.seg
@@ -568,16 +595,31 @@ impl<'a> Frame<'a> {
     }
 
     /// Whether the slot still holds this frame, untouched since it was read: call after
-    /// using the payloads. `Err` means whatever was computed from them must be discarded.
+    /// using the payloads. `Err` means whatever was computed from them must be discarded:
+    /// [`ReadError::Lapped`] if the producer has moved on to a later frame in this slot
+    /// (docs/ring.md §8.4 step 8), else [`ReadError::Torn`]. Either is counted in the
+    /// reader's stats.
     pub fn validate(&self) -> Result<(), ReadError> {
         let seq = self.seg.u64_at(self.slot_off + SLOT_OFF_SEQ);
         if seqlock::read_validate(seq, self.begin) {
-            Ok(())
+            return Ok(());
+        }
+        // SYNC POINT: Relaxed: which error to report, and statistics counters; no data
+        // depends on them.
+        if seq.load(Ordering::Relaxed) > self.begin {
+            self.late.lapped.fetch_add(1, Ordering::Relaxed);
+            Err(ReadError::Lapped)
         } else {
-            // SYNC POINT: Relaxed: a statistics counter, no data depends on it.
-            self.torn.fetch_add(1, Ordering::Relaxed);
+            self.late.torn.fetch_add(1, Ordering::Relaxed);
             Err(ReadError::Torn)
         }
+    }
+
+    /// Runs `f` on the frame in place, then validates: `f`'s result only if the slot still
+    /// held this frame when it returned. The closure-scoped form of zero-copy reading.
+    pub fn read_with<T>(&self, f: impl FnOnce(&Frame<'a>) -> T) -> Result<T, ReadError> {
+        let out = f(self);
+        self.validate().map(|()| out)
     }
 
     /// Copies the frame into `out` and validates the copy.
@@ -588,7 +630,7 @@ impl<'a> Frame<'a> {
         out.payloads.resize_with(self.cameras().len(), Vec::new);
         for (i, buf) in out.payloads.iter_mut().enumerate() {
             buf.clear();
-            buf.extend_from_slice(self.payload(i));
+            self.payload(i).extend_vec(buf);
         }
         self.validate()
     }

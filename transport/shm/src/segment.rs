@@ -1,17 +1,21 @@
 //! A mapped ring segment: the file under `/dev/shm`, its mapping, and bounds-checked access
-//! to its bytes and atomic words. Every unsafe memory access of the crate is in this file.
+//! to its bytes and atomic words. Every unsafe access to a mapping is in this file and in
+//! `racy.rs`, the volatile view of bytes that others may be writing.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use camring_protocol::layout::{LayoutError, Superblock, SUPERBLOCK_SIZE};
 use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::FlockOperation;
 use zerocopy::{FromBytes, FromZeros};
+
+use crate::racy::SharedBytes;
 
 /// Directory where Linux keeps POSIX shared memory (`shm_open` names).
 pub const SHM_DIR: &str = "/dev/shm";
@@ -148,17 +152,12 @@ impl Segment {
 
     /// Copies `dst.len()` bytes at `offset` out of the segment.
     ///
-    /// The bytes may be concurrently written by another process; the caller must treat
-    /// the copy as untrusted until the slot's seqlock validates it (see `seqlock`).
-    /// Panics if the range is outside the mapping.
+    /// The bytes may be concurrently written by another process (or by this process's
+    /// writer through its own mapping); the caller must treat the copy as untrusted until
+    /// the slot's seqlock validates it (see `seqlock`). Panics if the range is outside the
+    /// mapping.
     pub(crate) fn copy_out(&self, offset: usize, dst: &mut [u8]) {
-        let src = self.ptr_at(offset, dst.len(), 1);
-        // SAFETY: `ptr_at` proved the source range is inside the live mapping; `dst` is a
-        // distinct local buffer, so the ranges do not overlap. The source bytes may change
-        // while they are copied (another process writes them); a `u8` has no invalid bit
-        // patterns, so the copy is some byte sequence, which the caller validates through
-        // the seqlock before trusting (seqlock.rs explains this race).
-        unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+        self.bytes(offset, dst.len()).copy_to_slice(dst);
     }
 
     /// Copies `src` into the segment at `offset`.
@@ -168,25 +167,33 @@ impl Segment {
         let dst = self.ptr_at(offset, src.len(), 1);
         // SAFETY: `ptr_at` proved the destination is inside the live, writable mapping, and
         // `src` is process memory that cannot overlap it. Only the ring's single writer
-        // (holding the producer lock) calls this, on bytes no reader trusts until the
-        // covering seqlock or state word is published after it.
+        // (holding the producer lock) calls this, on its own mapping, for the superblock and
+        // slot headers: ranges no `SlotLoan` buffer covers and that no reference points
+        // into. Readers (other processes, or other mappings in this one) may read the bytes
+        // meanwhile; they trust nothing until the covering seqlock or state word is
+        // published after this write.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
     }
 
-    /// A shared view of `len` bytes at `offset`.
+    /// A racy view of `len` bytes at `offset`: the zero-copy read, whose result the caller
+    /// trusts only after the seqlock validates it. Panics if the range is outside the
+    /// mapping.
     ///
-    /// The bytes may change while the view is alive (another process writes them): this is
-    /// the zero-copy read, whose result the caller trusts only after the seqlock validates
-    /// it. Panics if the range is outside the mapping.
-    pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+    /// Only a reader's segment hands these out: a reader maps the segment itself and never
+    /// writes its payload area or makes references into it, so the view's bytes change only
+    /// from outside this mapping (the producer, in another process or through the writer's
+    /// own mapping in this one). `SharedBytes` reads them by volatile loads (racy.rs argues
+    /// why that is sound).
+    pub(crate) fn bytes(&self, offset: usize, len: usize) -> SharedBytes<'_> {
         let ptr = self.ptr_at(offset, len, 1);
+        let ptr = NonNull::new(ptr).expect("a mapping is never at address 0");
         // SAFETY: `ptr_at` proved the range is inside the mapping, which lives as long as
-        // `&self`. Any byte pattern is a valid `[u8]`. No `&mut` to this range exists in
-        // this process while a reader holds the view: readers never create one, and a
-        // process holds either the writer (which creates `&mut` only inside its own loan)
-        // or readers of a ring it does not write; another process may still write the
-        // bytes, which the seqlock detects (seqlock.rs).
-        unsafe { std::slice::from_raw_parts(ptr, len) }
+        // `&self`. Nothing in this process accesses a reader's mapping other than by atomic
+        // loads of its words and volatile loads of its bytes (the reader module makes no
+        // references into it and never writes outside the atomic words), which is
+        // `SharedBytes::new`'s contract. The writer's `copy_in`/`bytes_mut` are used only on
+        // the writer's own segment, another mapping.
+        unsafe { SharedBytes::new(ptr, len) }
     }
 
     /// An exclusive view of `len` bytes at `offset`.
@@ -194,18 +201,23 @@ impl Segment {
     /// # Safety
     ///
     /// The caller must guarantee that no other reference (shared or exclusive) to any byte
-    /// of the range exists in this process while the returned slice is alive. The ring's
-    /// writer guarantees it by creating such views only inside a `SlotLoan`, which borrows
-    /// the writer mutably, for the loaned slot's payload area.
+    /// of the range exists while the returned slice is alive, and that nothing else in this
+    /// process writes or reads it through this mapping. The ring's writer guarantees it by
+    /// creating such views only of its own mapping (a reader in the same process maps the
+    /// segment again and reads its view only by volatile loads, which the Rust abstract
+    /// machine sees as outside accesses), and only inside a `SlotLoan`, which borrows the
+    /// writer mutably, for the loaned slot's payload area.
     // The exclusive view comes from shared memory through a raw pointer, not from `&self`:
     // exclusivity is the caller's contract above, which is why this fn is unsafe.
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn bytes_mut(&self, offset: usize, len: usize) -> &mut [u8] {
         let ptr = self.ptr_at(offset, len, 1);
         // SAFETY: `ptr_at` proved the range is inside the live, writable mapping; the
-        // caller guarantees there is no other reference to it in this process (see
-        // `# Safety`). Readers in other processes may read it concurrently, which the
-        // seqlock makes them detect.
+        // caller guarantees there is no other reference to it and no other access through
+        // this mapping (see `# Safety`). Readers, in other processes or through their own
+        // mappings in this one, may read the bytes concurrently; they only read (volatile
+        // loads outside this mapping, which cannot invalidate an exclusive borrow's
+        // assumptions about its own accesses), and the seqlock makes them detect the race.
         unsafe { std::slice::from_raw_parts_mut(ptr, len) }
     }
 

@@ -594,10 +594,16 @@ impl SlotLoan<'_> {
 
     fn payload_mut(&mut self, offset_in_slot: usize, len: usize) -> &mut [u8] {
         // SAFETY: the range lies in this loan's slot payload area (`reserve` checked it
-        // against the capacity) and does not overlap any range handed out before in this
-        // loan (`used` only grows). The returned slice borrows `self` mutably, so no other
-        // reference to the slot's bytes can be made in this process while it lives: the
-        // loan holds `&mut Writer`, and only the writer makes views into its own ring.
+        // against the capacity; callers pass a range `reserve` returned, or the span of
+        // several). Exclusivity comes from the borrow, not from the ranges: the returned
+        // slice borrows `self` mutably, so while it lives no other slice of this loan can
+        // exist (each caller makes one view and returns it or splits it with
+        // `split_at_mut`), and the loan holds `&mut Writer`, so no other loan, `copy_in` or
+        // reference into the writer's mapping can be made either. Readers in this process
+        // read the same pages only through their own mappings, by volatile loads
+        // (`Segment::bytes`), and readers elsewhere are other processes: neither is an
+        // access through this mapping, and the seqlock (odd since `loan`) tells them the
+        // bytes are being written.
         unsafe {
             self.writer
                 .seg
