@@ -28,6 +28,14 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# Miri (scripts/test.sh runs it on camring-shm's unit tests) comes with a nightly
+# toolchain; best effort: where rustup cannot fetch one, the test script says it skipped it.
+if command -v rustup >/dev/null 2>&1 && ! cargo +nightly miri --version >/dev/null 2>&1; then
+  echo "camring setup: adding a nightly toolchain with miri (rustup)" >&2
+  timeout 600 rustup toolchain install nightly --profile minimal --component miri,rust-src \
+    >/dev/null 2>&1 || echo "camring setup: no nightly miri here; its tests will be skipped" >&2
+fi
+
 browser="$(dirname "$0")/../tests/browser"
 if [ ! -f "$browser/node_modules/.package-lock.json" ] ||
   [ "$browser/package-lock.json" -nt "$browser/node_modules/.package-lock.json" ]; then

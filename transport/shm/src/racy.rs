@@ -23,8 +23,9 @@
 //! tells whether it is whole.
 //!
 //! The copy loads 16 bytes at a time on x86_64 (SSE2 is part of the baseline) and 8
-//! elsewhere, so a copy out of the ring runs at memcpy speed (`cargo bench -p camring-shm`
-//! compares them).
+//! elsewhere. `cargo bench -p camring-shm --bench copy` compares it with a memcpy of the
+//! same mapped bytes: 0.86–0.91× for a 6.2 MB image and 0.70–0.75× for 100 KB here (a
+//! memcpy uses 32-byte AVX loads; unrolling the volatile loop gained nothing).
 //!
 //! What a view cannot give safely is a `&[u8]`: [`SharedBytes::as_slice_unchecked`] is
 //! `unsafe`, for a caller who knows no one writes the bytes meanwhile.
