@@ -36,10 +36,10 @@ enum Command {
     Ls(ls::LsArgs),
     /// Remove a ring left behind (e.g. by a crashed producer).
     Rm(ls::RmArgs),
-    /// Serve a ring to remote clients: `camring bridge ws` (WebSocket, HTTP and the viewer).
+    /// Serve a ring to remote clients: `camring bridge ws` (WebSocket, HTTP and the viewer), `quic` (QUIC + TLS) or `udp` (fragmented datagrams).
     #[command(subcommand)]
     Bridge(bridge::BridgeCommand),
-    /// Watch a bridged ring from another process or machine (ws://HOST:PORT).
+    /// Watch a bridged ring from another process or machine (ws://, quic:// or udp://HOST:PORT).
     View(view::ViewArgs),
     /// Start a synthetic 4-camera producer and the WebSocket bridge; prints the viewer's URL.
     Demo(demo::DemoArgs),
@@ -80,6 +80,27 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("camring: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn help_names_every_transport_of_bridge_and_view() {
+        let help = Cli::command().render_help().to_string();
+        for command in ["bridge", "view"] {
+            let line = help
+                .lines()
+                .find(|l| l.trim_start().starts_with(command))
+                .unwrap_or_else(|| panic!("no {command} line in:\n{help}"));
+            for transport in ["ws", "quic", "udp"] {
+                assert!(line.contains(transport), "{command}: {line}");
+            }
         }
     }
 }
