@@ -32,7 +32,7 @@ fi
 # toolchain; best effort: where rustup cannot fetch one, the test script says it skipped it.
 if command -v rustup >/dev/null 2>&1 && ! cargo +nightly miri --version >/dev/null 2>&1; then
   echo "camring setup: adding a nightly toolchain with miri (rustup)" >&2
-  timeout 600 rustup toolchain install nightly --profile minimal --component miri,rust-src \
+  timeout 300 rustup toolchain install nightly --profile minimal --component miri,rust-src \
     >/dev/null 2>&1 || echo "camring setup: no nightly miri here; its tests will be skipped" >&2
 fi
 
