@@ -180,11 +180,7 @@ pub fn consume(args: &ReadArgs, stop: &StopFlag) -> anyhow::Result<Summary> {
                     let verdict = if args.verify {
                         // Checking reads every byte, so it checks a copy: the ring's bytes
                         // are only lent as racy views (camring_shm::SharedBytes).
-                        scratch.resize_with(frame.cameras().len(), Vec::new);
-                        for (i, buf) in scratch.iter_mut().enumerate() {
-                            buf.clear();
-                            frame.payload(i).extend_vec(buf);
-                        }
+                        frame.copy_payloads(&mut scratch);
                         verifier.check_all(frame.cameras(), |i| &scratch[i])
                     } else {
                         Verdict::Unchecked

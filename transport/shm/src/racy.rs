@@ -156,11 +156,19 @@ impl<'a> SharedBytes<'a> {
         unsafe { copy_volatile(self.ptr.as_ptr(), dst.as_mut_ptr(), self.len) };
     }
 
-    /// Appends a copy of the bytes to `out` (untrusted until the frame validates).
+    /// Appends a copy of the bytes to `out` (untrusted until the frame validates). Copies
+    /// straight into `out`'s spare capacity: no zero-filling first, one pass per frame.
     pub fn extend_vec(&self, out: &mut Vec<u8>) {
+        out.reserve(self.len);
         let at = out.len();
-        out.resize(at + self.len, 0);
-        self.copy_to_slice(&mut out[at..]);
+        let dst = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+        // SAFETY: `reserve` made room for `len` bytes after `at`, so `dst..dst + len` is
+        // valid for writes, and it is ordinary heap memory that cannot overlap the view's
+        // mapping; the source is the whole view (`new`'s contract).
+        unsafe { copy_volatile(self.ptr.as_ptr(), dst, self.len) };
+        // SAFETY: `copy_volatile` wrote every one of the `len` bytes after `at`, so they
+        // are initialised, and `at + len` is within the capacity `reserve` ensured.
+        unsafe { out.set_len(at + self.len) };
     }
 
     /// A copy of the bytes (untrusted until the frame validates).
@@ -273,6 +281,10 @@ mod tests {
                 assert_eq!(dst, &src[start..start + len], "start {start} len {len}");
                 assert!(v == src[start..start + len]);
                 assert_eq!(v.to_vec(), &src[start..start + len]);
+                let mut grown = vec![9u8; 3];
+                v.extend_vec(&mut grown);
+                assert_eq!(grown[..3], [9, 9, 9]);
+                assert_eq!(grown[3..], src[start..start + len]);
             }
         }
     }

@@ -627,12 +627,18 @@ impl<'a> Frame<'a> {
         out.header = self.header;
         out.cameras.clear();
         out.cameras.extend_from_slice(self.cameras());
-        out.payloads.resize_with(self.cameras().len(), Vec::new);
-        for (i, buf) in out.payloads.iter_mut().enumerate() {
+        self.copy_payloads(&mut out.payloads);
+        self.validate()
+    }
+
+    /// Copies every camera's payload into `out` (one buffer per camera, reused), without
+    /// validating: the copies are untrusted until [`Frame::validate`] succeeds after this.
+    pub fn copy_payloads(&self, out: &mut Vec<Vec<u8>>) {
+        out.resize_with(self.cameras().len(), Vec::new);
+        for (i, buf) in out.iter_mut().enumerate() {
             buf.clear();
             self.payload(i).extend_vec(buf);
         }
-        self.validate()
     }
 }
 
