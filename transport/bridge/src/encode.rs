@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use camring_protocol::control::DEFAULT_QUALITY;
+pub use camring_protocol::session::Variant;
 use camring_protocol::wire::{
     self, CameraInfo, MessageHeader, CAM_DOWNSCALED, CAM_MISSING, CAM_REENCODED,
 };
@@ -30,38 +31,6 @@ use tokio::sync::OnceCell;
 
 use crate::metrics::Metrics;
 use crate::ring::{RingFrame, SourceCamera};
-
-/// The quality and size limits a camera image is made at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Variant {
-    /// JPEG quality, 1..=100.
-    pub quality: u8,
-    /// Largest width, pixels (0 = no limit).
-    pub max_width: u32,
-    /// Largest height, pixels (0 = no limit).
-    pub max_height: u32,
-}
-
-impl Variant {
-    /// The size a `width` × `height` image is sent at: the largest that fits the limits
-    /// with the same aspect ratio, never larger than the original, at least 8 × 8.
-    pub fn fit(&self, width: u32, height: u32) -> (u32, u32) {
-        let limit = |max: u32, v: u32| {
-            if max == 0 || max >= v {
-                1.0
-            } else {
-                f64::from(max) / f64::from(v)
-            }
-        };
-        let scale = limit(self.max_width, width).min(limit(self.max_height, height));
-        if scale >= 1.0 {
-            return (width, height);
-        }
-        let w = ((f64::from(width) * scale).round() as u32).clamp(8.min(width), width);
-        let h = ((f64::from(height) * scale).round() as u32).clamp(8.min(height), height);
-        (w, h)
-    }
-}
 
 /// One camera image as a client gets it.
 #[derive(Debug, Clone)]

@@ -1,6 +1,8 @@
 //! camring's network adapters. An adapter is a process that attaches to a ring as an
 //! ordinary reader ([`ring`]) and serves its frames to many remote clients, each with its
-//! own settings ([`session`]), sharing the images made for them ([`encode`]).
+//! own settings and state (a sans-IO `camring_protocol::session::Session`, driven by
+//! [`driver`]), sharing the images made for them ([`encode`]). Each transport ([`ws`],
+//! [`quic`], [`udp`]) is a thin pump over [`driver`].
 //!
 //! [`ws`] serves WebSocket (the binary messages of `camring_protocol::wire` and the JSON
 //! of `camring_protocol::control`, see docs/protocol.md), the browser viewer, snapshots,
@@ -12,11 +14,11 @@
 //! writer takes it, so a slow client costs no encoding for frames it never gets, and what
 //! it gets is the newest frame at the time it can take one.
 
+pub mod driver;
 pub mod encode;
 pub mod metrics;
 pub mod quic;
 pub mod ring;
-pub mod session;
 pub mod udp;
 pub mod ws;
 

@@ -20,26 +20,23 @@ pub mod control;
 pub mod sender;
 pub mod tls;
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use camring_protocol::control::{
-    ClientMessage, ProducerStatus, ServerMessage, Settings, DEFAULT_MAX_CLIENTS, STATS_INTERVAL_MS,
-};
-use camring_shm::clock::now_ns;
+use camring_protocol::control::{Settings, DEFAULT_MAX_CLIENTS};
 use quinn::{Connection, VarInt};
 use subtle::ConstantTimeEq;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
+use crate::driver::{ControlSource, Driver, Incoming};
 use crate::encode::Frame;
 use crate::metrics::{self, Metrics};
 use crate::ring::{self, Feed};
-use crate::session::{self, Offer, Session};
+use camring_protocol::session::{Cadence, Close};
 use control::{close, Hello, Line, LineReader, MAX_LINE};
 use tls::{Identity, TlsError};
 
@@ -54,10 +51,6 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections being set up or served at once; more are refused as they come.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// A frame older than this is not sent to a client that just connected.
-const STALE_NS: u64 = 2_000_000_000;
-/// Control lines queued for one client beyond which the oldest are dropped.
-const MAX_QUEUED_TEXTS: usize = 32;
 /// UDP socket buffers asked for (`SO_RCVBUF`, `SO_SNDBUF`; the kernel caps them at
 /// `net.core.rmem_max` and `wmem_max`). A multi-frame arrives as a burst of hundreds of
 /// datagrams: in Linux's default 208 KiB receive buffer a burst overflows whenever the
@@ -525,80 +518,61 @@ impl Drop for Slot {
     }
 }
 
-/// Lines for the control stream's writer.
-#[derive(Debug, Default)]
-struct Texts {
-    queue: Mutex<(VecDeque<String>, bool)>,
-    wake: Notify,
+/// A QUIC client's control messages: the lines of its control stream.
+struct QuicControl<'a> {
+    recv: quinn::RecvStream,
+    lines: LineReader,
+    metrics: &'a Metrics,
 }
 
-impl Texts {
-    fn push(&self, mut text: String) {
-        text.push('\n');
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.0.len() >= MAX_QUEUED_TEXTS {
-            q.0.pop_front();
-        }
-        q.0.push_back(text);
-        drop(q);
-        self.wake.notify_one();
-    }
-
-    fn close(&self) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
-        self.wake.notify_one();
-    }
-
-    /// Writes the lines until closed (then finishes the stream) or the stream fails.
-    async fn write_loop(&self, mut send: quinn::SendStream) {
-        loop {
-            let next = {
-                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                match q.0.pop_front() {
-                    Some(t) => Some(t),
-                    None if q.1 => {
-                        let _ = send.finish();
-                        return;
-                    }
-                    None => None,
-                }
-            };
-            match next {
-                Some(text) => {
-                    if send.write_all(text.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-                None => self.wake.notified().await,
+impl ControlSource for QuicControl<'_> {
+    async fn next(&mut self) -> Incoming {
+        match self.lines.read(&mut self.recv).await {
+            Ok(Line::Text(text)) => Incoming::Text(text),
+            Ok(Line::TooLong) => {
+                self.metrics.protocol_errors.inc();
+                Incoming::End(Some(Close::Violation {
+                    code: close::TOO_BIG,
+                    reason: format!("control lines are limited to {MAX_LINE} bytes"),
+                }))
             }
+            // The client finished its side of the control stream: it is leaving.
+            Ok(Line::End) => Incoming::End(Some(Close::Done)),
+            Err(_) => Incoming::End(None),
         }
     }
 }
 
-fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
-    session.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn state_message(app: &App, session: &Mutex<Session>) -> String {
-    let status = app.feed.status.borrow().clone();
-    session::state_message(&app.ring, &status, &lock(session)).to_json()
-}
-
-fn producer_log(ring: &str, producer: ProducerStatus) -> String {
-    session::producer_log(ring, producer).to_json()
-}
-
-/// Offers `frame` to a client: makes it the pending frame if the client wants it; a
-/// pending frame it replaces is dropped.
-fn offer(app: &App, session: &Mutex<Session>, out: &sender::Outbox, frame: Arc<Frame>) {
-    let mut s = lock(session);
-    if s.offer(std::time::Instant::now()) == Offer::Pass || frame.mask(|id| s.wants_camera(id)) == 0
-    {
-        return;
+/// The application close code and reason a session's [`Close`] is sent as (none when the
+/// connection is gone).
+fn close_code(c: &Close) -> Option<(u32, String)> {
+    match c {
+        Close::Stopping => Some((close::GOING_AWAY, "server stopping".into())),
+        Close::Done => Some((close::DONE, "bye".into())),
+        Close::Violation { code, reason } => Some((*code, reason.clone())),
+        Close::Lost => None,
     }
-    drop(s);
-    if let Some(old) = out.replace(frame) {
-        sender::dropped(app.metrics.as_ref(), session, &old);
+}
+
+/// Writes the session's JSON messages on the control stream, one per line, until the
+/// session closes (then finishes the stream) or the stream fails.
+async fn write_texts(driver: &Driver<Arc<Frame>>, mut send: quinn::SendStream) {
+    loop {
+        let (text, closing) = driver.poll(|s| (s.poll_text(), s.is_closing()));
+        match text {
+            Some(text) => {
+                let mut line = text.to_json();
+                line.push('\n');
+                if send.write_all(line.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            None if closing => {
+                let _ = send.finish();
+                return;
+            }
+            None => driver.wake_texts.notified().await,
+        }
     }
 }
 
@@ -607,111 +581,56 @@ async fn serve(
     app: Arc<App>,
     conn: Connection,
     send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-    mut lines: LineReader,
+    recv: quinn::RecvStream,
+    lines: LineReader,
     settings: Settings,
     _slot: Slot,
 ) {
-    let session = Arc::new(Mutex::new(Session::new(settings)));
-    let texts = Arc::new(Texts::default());
-    let out = Arc::new(sender::Outbox::default());
+    let status = app.feed.status.borrow().clone();
+    let driver = Arc::new(Driver::new(
+        &app.ring,
+        status,
+        settings,
+        Cadence::default(),
+        Arc::clone(&app.metrics),
+        "quic",
+    ));
     let _demand = app.feed.demand();
     let mut text_writer = tokio::spawn({
-        let texts = Arc::clone(&texts);
-        async move { texts.write_loop(send).await }
+        let driver = Arc::clone(&driver);
+        async move { write_texts(&driver, send).await }
     });
     let mut frame_writer = tokio::spawn(sender::write_loop(
         conn.clone(),
-        Arc::clone(&out),
-        Arc::clone(&session),
+        Arc::clone(&driver),
         Arc::clone(&app.metrics),
         Arc::clone(&app.counters),
         app.newest_first,
     ));
-    texts.push(state_message(&app, &session));
-    let mut frames = app.feed.frames.subscribe();
-    let mut status = app.feed.status.subscribe();
-    let mut shutdown = app.shutdown.clone();
-    let period = Duration::from_millis(STATS_INTERVAL_MS);
-    let mut stats = tokio::time::interval_at(Instant::now() + period, period);
-    let mut writer_done = false;
-    if let Some(f) = frames.borrow_and_update().clone() {
-        if now_ns().saturating_sub(f.ring.read_ns) < STALE_NS {
-            offer(&app, &session, &out, f);
-        }
-    }
-    let closing: Option<(u32, String)> = loop {
-        tokio::select! {
-            changed = frames.changed() => {
-                if changed.is_err() {
-                    break Some((close::GOING_AWAY, "server stopping".into()));
-                }
-                let frame = frames.borrow_and_update().clone();
-                if let Some(f) = frame {
-                    offer(&app, &session, &out, f);
-                }
-            }
-            changed = status.changed() => {
-                if changed.is_ok() {
-                    let producer = status.borrow_and_update().producer;
-                    texts.push(producer_log(&app.ring, producer));
-                    texts.push(state_message(&app, &session));
-                }
-            }
-            line = lines.read(&mut recv) => match line {
-                Ok(Line::Text(text)) => match ClientMessage::from_json(&text) {
-                    Ok(m) => {
-                        if m == ClientMessage::Pause {
-                            // No stream is opened after the `state` that says paused.
-                            out.clear();
-                        }
-                        lock(&session).control(&m);
-                        texts.push(state_message(&app, &session));
-                    }
-                    Err(e) => {
-                        app.metrics.control_errors.inc();
-                        texts.push(ServerMessage::error(&e).to_json());
-                    }
-                },
-                Ok(Line::TooLong) => {
-                    app.metrics.protocol_errors.inc();
-                    break Some((
-                        close::TOO_BIG,
-                        format!("control lines are limited to {MAX_LINE} bytes"),
-                    ));
-                }
-                // The client finished its side of the control stream: it is leaving.
-                Ok(Line::End) => break Some((close::DONE, "bye".into())),
-                Err(_) => break None,
-            },
-            _ = stats.tick() => {
-                let (stats, changed) = lock(&session).stats(std::time::Instant::now());
-                texts.push(ServerMessage::Stats(stats).to_json());
-                if changed {
-                    texts.push(state_message(&app, &session));
-                }
-            }
-            // It closed the connection (nothing delivered for too long) or saw it lost.
-            _ = &mut frame_writer, if !writer_done => {
-                writer_done = true;
-                break None;
-            }
-            _ = shutdown.wait_for(|s| *s) => {
-                break Some((close::GOING_AWAY, "server stopping".into()));
-            }
-        }
+    let mut control = QuicControl {
+        recv,
+        lines,
+        metrics: &app.metrics,
     };
-    texts.close();
-    if let Some((code, reason)) = closing {
+    let mut shutdown = app.shutdown.clone();
+    let end = driver
+        .run(
+            app.feed.frames.subscribe(),
+            app.feed.status.subscribe(),
+            &mut control,
+            async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            },
+        )
+        .await;
+    if let Some((code, reason)) = end.as_ref().and_then(close_code) {
         // Let the last lines go out first (an `error`, say), briefly.
         let _ = timeout(Duration::from_millis(200), &mut text_writer).await;
         conn.close(VarInt::from_u32(code), reason.as_bytes());
     }
-    out.close();
-    if !writer_done
-        && timeout(Duration::from_secs(2), &mut frame_writer)
-            .await
-            .is_err()
+    if timeout(Duration::from_secs(2), &mut frame_writer)
+        .await
+        .is_err()
     {
         frame_writer.abort();
     }

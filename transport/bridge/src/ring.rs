@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use camring_protocol::control::{CameraDescription, ProducerStatus};
+pub use camring_protocol::session::RingStatus;
 use camring_protocol::wire::{CameraInfo, CAM_MISSING};
 use camring_protocol::PixelFormat;
 use camring_shm::clock::now_ns;
@@ -39,15 +40,6 @@ pub struct RingFrame {
     pub read_ns: u64,
     /// Every camera of the ring, in ring order.
     pub cameras: Vec<SourceCamera>,
-}
-
-/// What clients are told about the ring.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RingStatus {
-    /// The producer's status.
-    pub producer: ProducerStatus,
-    /// The ring's cameras (empty while waiting for the ring).
-    pub cameras: Vec<CameraDescription>,
 }
 
 /// The ring thread's outputs, shared with every connection.

@@ -164,7 +164,6 @@ pub(crate) struct SendCounters {
     pub datagrams: AtomicU64,
     pub bytes: AtomicU64,
     pub frames: AtomicU64,
-    pub dropped: AtomicU64,
     pub abandoned: AtomicU64,
     pub texts: AtomicU64,
     pub errors: AtomicU64,
@@ -343,7 +342,12 @@ impl CountersHandle {
             datagrams_sent: SendCounters::get(&c.datagrams),
             bytes_sent: SendCounters::get(&c.bytes),
             frames_sent: SendCounters::get(&c.frames),
-            frames_dropped: SendCounters::get(&c.dropped),
+            // The session counts drops into the adapter's metrics (this is the `udp` one).
+            frames_dropped: s
+                .metrics
+                .frames_dropped
+                .get_or_create(&metrics::kind("udp"))
+                .get(),
             frames_abandoned: SendCounters::get(&c.abandoned),
             texts_sent: SendCounters::get(&c.texts),
             send_errors: SendCounters::get(&c.errors),

@@ -11,12 +11,11 @@
 //! query parameter or an `Authorization: Bearer` header; the viewer page and `/healthz`
 //! do not (they reveal nothing of the cameras).
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -28,21 +27,21 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use camring_protocol::control::{
-    ClientMessage, ProducerStatus, Quality, ServerMessage, Settings, SettingsUpdate,
-    CLOSE_MESSAGE_TOO_BIG, CLOSE_UNSUPPORTED_DATA, DEFAULT_MAX_CLIENTS, DEFAULT_QUALITY,
-    MAX_CLIENT_MESSAGE, STATS_INTERVAL_MS,
+    ProducerStatus, Quality, Settings, SettingsUpdate, CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_UNSUPPORTED_DATA, DEFAULT_MAX_CLIENTS, DEFAULT_QUALITY, MAX_CLIENT_MESSAGE,
 };
 use camring_shm::clock::now_ns;
 use futures_util::{SinkExt, StreamExt};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
+use crate::driver::{self, ControlSource, Driver, Incoming};
 use crate::encode::{Frame, Variant};
 use crate::metrics::{self, Metrics};
 use crate::ring::{self, Feed};
-use crate::session::{self, Offer, Session};
+use camring_protocol::session::{Cadence, Close, Offer, Output, Session};
 
 /// Unsent bytes the kernel may hold per connection (`TCP_NOTSENT_LOWAT`): what a slow
 /// client has queued beyond its two frames in flight stays small, so its latency cannot
@@ -50,10 +49,6 @@ use crate::session::{self, Offer, Session};
 pub const NOTSENT_LOWAT: u32 = 128 * 1024;
 /// A client that takes no bytes for this long is disconnected.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// A frame older than this is not sent to a client that just connected.
-const STALE_NS: u64 = 2_000_000_000;
-/// Text messages queued for one client beyond which stats are dropped.
-const MAX_QUEUED_TEXTS: usize = 32;
 /// Time a connection has to send its request headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections open at once (HTTP and upgraded); more are closed as they come.
@@ -416,69 +411,14 @@ async fn ws_handler(
         .on_upgrade(move |socket| connection(app, socket, settings, slot)))
 }
 
-/// What the connection task hands its writer.
-#[derive(Debug, Default)]
-struct Outbox {
-    state: Mutex<Pending>,
-    wake: Notify,
-    writer_gone: Notify,
-}
-
-#[derive(Debug, Default)]
-struct Pending {
-    frame: Option<Arc<Frame>>,
-    texts: VecDeque<String>,
-    close: Option<Option<CloseFrame>>,
-}
-
-impl Outbox {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn text(&self, text: String) {
-        let mut p = self.lock();
-        if p.texts.len() >= MAX_QUEUED_TEXTS {
-            p.texts.pop_front();
-        }
-        p.texts.push_back(text);
-        drop(p);
-        self.wake.notify_one();
-    }
-
-    /// Makes `frame` the pending one; returns the one it replaced.
-    fn frame(&self, frame: Arc<Frame>) -> Option<Arc<Frame>> {
-        let old = self.lock().frame.replace(frame);
-        self.wake.notify_one();
-        old
-    }
-
-    fn close(&self, frame: Option<CloseFrame>) {
-        self.lock().close = Some(frame);
-        self.wake.notify_one();
-    }
-}
-
-enum Work {
-    Close(Option<CloseFrame>),
-    Text(String),
-    Frame(Arc<Frame>),
-}
-
-fn lock(session: &Mutex<Session>) -> std::sync::MutexGuard<'_, Session> {
-    session.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn state_message(app: &App, session: &Mutex<Session>) -> String {
-    let status = app.feed.status.borrow().clone();
-    session::state_message(&app.config.ring, &status, &lock(session)).to_json()
-}
-
-fn producer_log(ring: &str, producer: ProducerStatus) -> String {
-    session::producer_log(ring, producer).to_json()
-}
-
-fn close_frame(code: u16, reason: &str) -> Option<CloseFrame> {
+/// The close frame a session's [`Close`] is sent as (none when the connection is gone).
+fn close_frame(close: &Close) -> Option<CloseFrame> {
+    let (code, reason) = match close {
+        Close::Stopping => (1001, "server stopping".into()),
+        Close::Done => (1000, "bye".into()),
+        Close::Violation { code, reason } => (u16::try_from(*code).unwrap_or(1008), reason.clone()),
+        Close::Lost => return None,
+    };
     Some(CloseFrame {
         code,
         reason: reason.into(),
@@ -492,199 +432,126 @@ fn too_big(e: axum::Error) -> bool {
         .is_some_and(|e| matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)))
 }
 
-async fn connection(app: Arc<App>, socket: WebSocket, settings: Settings, _slot: Slot) {
-    let (sink, mut stream) = socket.split();
-    let session = Arc::new(Mutex::new(Session::new(settings)));
-    let out = Arc::new(Outbox::default());
-    let _demand = app.feed.demand();
-    let mut writer = tokio::spawn(write_loop(
-        Arc::clone(&app),
-        sink,
-        Arc::clone(&out),
-        Arc::clone(&session),
-    ));
-    out.text(state_message(&app, &session));
-    let mut frames = app.feed.frames.subscribe();
-    let mut status = app.feed.status.subscribe();
-    let mut shutdown = app.shutdown.clone();
-    let period = Duration::from_millis(STATS_INTERVAL_MS);
-    let mut stats = tokio::time::interval_at(Instant::now() + period, period);
-    // The newest frame at once, unless it is stale.
-    if let Some(f) = frames.borrow_and_update().clone() {
-        if now_ns().saturating_sub(f.ring.read_ns) < STALE_NS {
-            offer(&app, &session, &out, f);
+/// A WebSocket client's control messages: its text messages.
+struct WsControl<'a> {
+    stream: futures_util::stream::SplitStream<WebSocket>,
+    metrics: &'a Metrics,
+}
+
+impl ControlSource for WsControl<'_> {
+    async fn next(&mut self) -> Incoming {
+        match self.stream.next().await {
+            None | Some(Ok(Message::Close(_))) => Incoming::End(None),
+            Some(Ok(Message::Text(text))) => Incoming::Text(text.as_str().to_owned()),
+            Some(Ok(Message::Binary(_))) => {
+                self.metrics.protocol_errors.inc();
+                Incoming::End(Some(Close::Violation {
+                    code: CLOSE_UNSUPPORTED_DATA.into(),
+                    reason: "binary messages are not accepted".into(),
+                }))
+            }
+            Some(Ok(_)) => Incoming::Nothing, // ping and pong: tungstenite answers pings
+            Some(Err(e)) => {
+                self.metrics.protocol_errors.inc();
+                if too_big(e) {
+                    return Incoming::End(Some(Close::Violation {
+                        code: CLOSE_MESSAGE_TOO_BIG.into(),
+                        reason: format!("messages are limited to {MAX_CLIENT_MESSAGE} bytes"),
+                    }));
+                }
+                Incoming::End(None)
+            }
         }
     }
-    let close = loop {
-        tokio::select! {
-            changed = frames.changed() => {
-                if changed.is_err() {
-                    break close_frame(1001, "server stopping");
-                }
-                let frame = frames.borrow_and_update().clone();
-                if let Some(f) = frame {
-                    offer(&app, &session, &out, f);
-                }
-            }
-            changed = status.changed() => {
-                if changed.is_ok() {
-                    let producer = status.borrow_and_update().producer;
-                    out.text(producer_log(&app.config.ring, producer));
-                    out.text(state_message(&app, &session));
-                }
-            }
-            message = stream.next() => match message {
-                None | Some(Ok(Message::Close(_))) => break None,
-                Some(Ok(Message::Text(text))) => match ClientMessage::from_json(&text) {
-                    Ok(m) => {
-                        if m == ClientMessage::Pause {
-                            // Nothing may follow the `state` that says paused: the
-                            // pending frame goes (one being written is sent before it).
-                            out.lock().frame = None;
-                        }
-                        lock(&session).control(&m);
-                        out.text(state_message(&app, &session));
-                    }
-                    Err(e) => {
-                        app.metrics.control_errors.inc();
-                        out.text(ServerMessage::error(&e).to_json());
-                    }
-                },
-                Some(Ok(Message::Binary(_))) => {
-                    app.metrics.protocol_errors.inc();
-                    break close_frame(CLOSE_UNSUPPORTED_DATA, "binary messages are not accepted");
-                }
-                Some(Ok(_)) => {} // ping and pong: tungstenite answers pings itself
-                Some(Err(e)) => {
-                    app.metrics.protocol_errors.inc();
-                    if too_big(e) {
-                        let reason = format!("messages are limited to {MAX_CLIENT_MESSAGE} bytes");
-                        break close_frame(CLOSE_MESSAGE_TOO_BIG, &reason);
-                    }
-                    break None;
-                }
-            },
-            _ = stats.tick() => {
-                let (stats, changed) = lock(&session).stats(std::time::Instant::now());
-                out.text(ServerMessage::Stats(stats).to_json());
-                if changed {
-                    out.text(state_message(&app, &session));
-                }
-            }
-            _ = out.writer_gone.notified() => break None,
-            _ = shutdown.changed() => break close_frame(1001, "server stopping"),
-        }
+}
+
+async fn connection(app: Arc<App>, socket: WebSocket, settings: Settings, _slot: Slot) {
+    let (sink, stream) = socket.split();
+    let status = app.feed.status.borrow().clone();
+    let driver = Arc::new(Driver::new(
+        &app.config.ring,
+        status,
+        settings,
+        Cadence::default(),
+        Arc::clone(&app.metrics),
+        "ws",
+    ));
+    let _demand = app.feed.demand();
+    let mut writer = tokio::spawn(write_loop(
+        Arc::clone(&driver),
+        sink,
+        Arc::clone(&app.metrics),
+    ));
+    let mut control = WsControl {
+        stream,
+        metrics: &app.metrics,
     };
-    out.close(close);
+    let mut shutdown = app.shutdown.clone();
+    driver
+        .run(
+            app.feed.frames.subscribe(),
+            app.feed.status.subscribe(),
+            &mut control,
+            async move {
+                let _ = shutdown.wait_for(|s| *s).await;
+            },
+        )
+        .await;
     if timeout(Duration::from_secs(2), &mut writer).await.is_err() {
         writer.abort();
     }
 }
 
-/// Offers `frame` to a client: makes it the pending frame if the client wants it.
-fn offer(app: &App, session: &Mutex<Session>, out: &Outbox, frame: Arc<Frame>) {
-    let mut s = lock(session);
-    if s.offer(std::time::Instant::now()) == Offer::Pass || frame.mask(|id| s.wants_camera(id)) == 0
-    {
-        return;
-    }
-    drop(s);
-    if let Some(old) = out.frame(frame) {
-        let mut s = lock(session);
-        let ids: Vec<u32> = old
-            .ring
-            .cameras
-            .iter()
-            .map(|c| c.info.camera_id)
-            .filter(|&id| s.wants_camera(id))
-            .collect();
-        s.dropped(ids);
-        app.metrics
-            .frames_dropped
-            .get_or_create(&metrics::kind("ws"))
-            .inc();
-    }
-}
-
+/// Sends what the session gives until it closes or the connection fails.
 async fn write_loop(
-    app: Arc<App>,
+    driver: Arc<Driver<Arc<Frame>>>,
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    out: Arc<Outbox>,
-    session: Arc<Mutex<Session>>,
+    metrics: Arc<Metrics>,
 ) {
-    let kind = metrics::kind("ws");
     loop {
-        let work = loop {
-            {
-                let mut p = out.lock();
-                if let Some(close) = p.close.take() {
-                    break Work::Close(close);
-                }
-                if let Some(text) = p.texts.pop_front() {
-                    break Work::Text(text);
-                }
-                if let Some(frame) = p.frame.take() {
-                    break Work::Frame(frame);
-                }
+        let output = loop {
+            if let Some(o) = driver.poll(|s| s.poll_output()) {
+                break o;
             }
-            out.wake.notified().await;
+            driver.wake.notified().await;
         };
-        let message = match work {
-            Work::Close(frame) => {
-                if let Some(frame) = frame {
+        let message = match output {
+            Output::Close(close) => {
+                if let Some(frame) = close_frame(&close) {
                     let _ = timeout(
                         Duration::from_secs(1),
                         sink.send(Message::Close(Some(frame))),
                     )
                     .await;
+                    let _ = timeout(Duration::from_secs(1), sink.close()).await;
                 }
-                let _ = timeout(Duration::from_secs(1), sink.close()).await;
                 return;
             }
-            Work::Text(text) => Message::Text(text.into()),
-            Work::Frame(frame) => {
-                let (variant, mask) = {
-                    let s = lock(&session);
-                    let (w, h) = largest(&frame);
-                    (s.variant(w, h), frame.mask(|id| s.wants_camera(id)))
-                };
-                let Some(built) = frame.message(variant, mask, &app.metrics).await else {
+            Output::Text(text) => Message::Text(text.to_json().into()),
+            Output::Frame(job) => {
+                let Some(built) = job.frame.message(job.variant, job.mask, &metrics).await else {
                     continue;
                 };
-                match timeout(
-                    SEND_TIMEOUT,
-                    sink.send(Message::Binary(built.bytes.clone())),
-                )
-                .await
-                {
-                    Ok(Ok(())) => {
-                        lock(&session).sent(&built, now_ns());
-                        app.metrics.frames_sent.get_or_create(&kind).inc();
-                        app.metrics
-                            .bytes_sent
-                            .get_or_create(&kind)
-                            .inc_by(built.bytes.len() as u64);
-                        continue;
-                    }
-                    _ => {
-                        out.writer_gone.notify_one();
-                        return;
-                    }
+                if matches!(
+                    timeout(
+                        SEND_TIMEOUT,
+                        sink.send(Message::Binary(built.bytes.clone()))
+                    )
+                    .await,
+                    Ok(Ok(()))
+                ) {
+                    driver.sent(&built);
+                    continue;
                 }
+                driver.writer_gone();
+                return;
             }
         };
         if !matches!(timeout(SEND_TIMEOUT, sink.send(message)).await, Ok(Ok(()))) {
-            out.writer_gone.notify_one();
+            driver.writer_gone();
             return;
         }
     }
-}
-
-/// The widest and tallest camera of a frame (what `quality=auto` scales).
-fn largest(frame: &Frame) -> (u32, u32) {
-    frame.ring.cameras.iter().fold((0, 0), |(w, h), c| {
-        (w.max(c.info.width), h.max(c.info.height))
-    })
 }
 
 /// The variant a snapshot or MJPEG request asks for (auto means the default quality).
@@ -810,9 +677,16 @@ async fn mjpeg(
     let slot = Slot::take(&app, "mjpeg")?;
     let mut settings = Settings::default();
     settings.apply(&update);
+    let status = app.feed.status.borrow().clone();
     let stream = MjpegStream {
         variant: request_variant(&update),
-        session: Session::new(settings),
+        session: Session::new(
+            &app.config.ring,
+            status,
+            settings,
+            Cadence::default(),
+            driver::now(),
+        ),
         id,
         last: None,
         frames: app.feed.frames.subscribe(),
@@ -843,7 +717,7 @@ async fn mjpeg(
 struct MjpegStream {
     app: Arc<App>,
     variant: Variant,
-    session: Session,
+    session: Session<Arc<Frame>>,
     id: u32,
     last: Option<u64>,
     frames: watch::Receiver<Option<Arc<Frame>>>,
@@ -863,9 +737,12 @@ impl MjpegStream {
             let Some(frame) = self.frames.borrow_and_update().clone() else {
                 continue;
             };
-            if self.session.offer(std::time::Instant::now()) == Offer::Pass {
+            // The session decides by skip factor and frame-rate cap; it also passes a
+            // frame without this camera, which `camera_index` would skip anyway.
+            if self.session.handle_frame(driver::now(), Arc::clone(&frame)) == Offer::Pass {
                 continue;
             }
+            self.session.poll_frame();
             let Some(index) = camera_index(&frame, self.id) else {
                 continue;
             };

@@ -3,9 +3,10 @@
 //!
 //! The rules (docs/protocol.md, 10.8.4):
 //!
-//! 1. A frame offered to the client becomes its *pending* frame; a newer one replaces it
-//!    (the older is dropped). The pending frame is only a reference: its images are made
-//!    when it is started.
+//! 1. A frame offered to the client becomes its *pending* frame (in its
+//!    `camring_protocol::session::Session`); a newer one replaces it (the older is
+//!    dropped). The pending frame is only a reference: its images are made when it is
+//!    started.
 //! 2. A pending frame is started at once, on a new unidirectional stream, at a priority
 //!    above every stream before it, while fewer than [`MAX_FRAMES_IN_FLIGHT`] streams are
 //!    in flight (written, not yet acknowledged). quinn sends the bytes of the highest
@@ -27,84 +28,22 @@
 //! acknowledgement); a replaced, reset or client-stopped frame is `dropped`.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use camring_protocol::control::MAX_FRAMES_IN_FLIGHT;
-use camring_shm::clock::now_ns;
 use quinn::{Connection, SendStream, VarInt};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::control::{close, RESET_CANCELLED, RESET_SUPERSEDED};
 use super::{QuicCounters, SEND_TIMEOUT};
+use crate::driver::Driver;
 use crate::encode::{Built, Frame};
-use crate::metrics::{self, Metrics};
-use crate::session::Session;
+use crate::metrics::Metrics;
 
 /// Resets of superseded streams allowed without a delivery in between (rule 3).
 pub const MAX_RESETS_WITHOUT_DELIVERY: u32 = 2;
-
-/// The pending frame of one client, shared by its connection task (which offers frames)
-/// and its writer.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    state: Mutex<(Option<Arc<Frame>>, bool)>,
-    wake: Notify,
-}
-
-impl Outbox {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<Arc<Frame>>, bool)> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Makes `frame` the pending one; returns the one it replaced.
-    pub fn replace(&self, frame: Arc<Frame>) -> Option<Arc<Frame>> {
-        let old = self.lock().0.replace(frame);
-        self.wake.notify_one();
-        old
-    }
-
-    /// Forgets the pending frame (pause: nothing is started after it).
-    pub fn clear(&self) {
-        self.lock().0 = None;
-    }
-
-    /// Tells the writer to stop.
-    pub fn close(&self) {
-        self.lock().1 = true;
-        self.wake.notify_one();
-    }
-
-    fn take(&self) -> Option<Arc<Frame>> {
-        self.lock().0.take()
-    }
-
-    fn has_pending(&self) -> bool {
-        self.lock().0.is_some()
-    }
-
-    fn closed(&self) -> bool {
-        self.lock().1
-    }
-}
-
-/// Counts `frame` dropped for the client of `session`.
-pub fn dropped(metrics: &Metrics, session: &Mutex<Session>, frame: &Frame) {
-    let mut s = session.lock().unwrap_or_else(|e| e.into_inner());
-    let ids: Vec<u32> = frame
-        .ring
-        .cameras
-        .iter()
-        .map(|c| c.info.camera_id)
-        .filter(|&id| s.wants_camera(id))
-        .collect();
-    s.dropped(ids);
-    metrics
-        .frames_dropped
-        .get_or_create(&metrics::kind("quic"))
-        .inc();
-}
 
 /// How a frame stream ended.
 #[derive(Debug)]
@@ -123,6 +62,7 @@ enum Outcome {
 #[derive(Debug)]
 struct InFlight {
     seq: u64,
+    frame: Arc<Frame>,
     built: Arc<Built>,
     cancel: Option<oneshot::Sender<VarInt>>,
 }
@@ -172,18 +112,10 @@ async fn send_frame(
     }
 }
 
-/// The widest and tallest camera of a frame (what `quality=auto` scales).
-fn largest(frame: &Frame) -> (u32, u32) {
-    frame.ring.cameras.iter().fold((0, 0), |(w, h), c| {
-        (w.max(c.info.width), h.max(c.info.height))
-    })
-}
-
 /// One client's frame writer.
 struct Writer {
     conn: Connection,
-    out: Arc<Outbox>,
-    session: Arc<Mutex<Session>>,
+    driver: Arc<Driver<Arc<Frame>>>,
     metrics: Arc<Metrics>,
     counters: Arc<QuicCounters>,
     in_flight: VecDeque<InFlight>,
@@ -212,33 +144,18 @@ impl Writer {
             stream = f.seq,
             "quic: stream reset"
         );
-        self.dropped_built(&f.built);
+        self.driver.lost(&f.frame);
         QuicCounters::add(&self.counters.streams_reset);
-    }
-
-    fn dropped_built(&self, built: &Built) {
-        self.session
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .dropped(built.cameras.iter().map(|&(id, _, _)| id));
-        self.metrics
-            .frames_dropped
-            .get_or_create(&metrics::kind("quic"))
-            .inc();
     }
 
     /// Starts the pending frame on `stream`; keeps the stream for later if nothing is
     /// pending any more (paused, say).
     async fn start(&mut self, stream: SendStream) -> Option<SendStream> {
-        let Some(frame) = self.out.take() else {
+        let Some(job) = self.driver.poll(|s| s.poll_frame()) else {
             return Some(stream);
         };
-        let (variant, mask) = {
-            let s = self.session.lock().unwrap_or_else(|e| e.into_inner());
-            let (w, h) = largest(&frame);
-            (s.variant(w, h), frame.mask(|id| s.wants_camera(id)))
-        };
-        let Some(built) = frame.message(variant, mask, &self.metrics).await else {
+        let frame = job.frame;
+        let Some(built) = frame.message(job.variant, job.mask, &self.metrics).await else {
             return Some(stream);
         };
         if self.in_flight.len() >= MAX_FRAMES_IN_FLIGHT {
@@ -266,6 +183,7 @@ impl Writer {
         );
         self.in_flight.push_back(InFlight {
             seq,
+            frame,
             built,
             cancel: Some(cancel),
         });
@@ -287,16 +205,7 @@ impl Writer {
         match outcome {
             Outcome::Delivered => {
                 let f = self.in_flight.remove(i).expect("found");
-                self.session
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .sent(&f.built, now_ns());
-                let kind = metrics::kind("quic");
-                self.metrics.frames_sent.get_or_create(&kind).inc();
-                self.metrics
-                    .bytes_sent
-                    .get_or_create(&kind)
-                    .inc_by(f.built.bytes.len() as u64);
+                self.driver.sent(&f.built);
                 self.resets_since_delivery = 0;
                 self.stuck_since = None;
                 // Older streams are stale now (rule 4).
@@ -307,7 +216,7 @@ impl Writer {
             }
             Outcome::Stopped | Outcome::Reset => {
                 let f = self.in_flight.remove(i).expect("found");
-                self.dropped_built(&f.built);
+                self.driver.lost(&f.frame);
                 if matches!(outcome, Outcome::Stopped) {
                     QuicCounters::add(&self.counters.streams_stopped);
                 }
@@ -321,8 +230,7 @@ impl Writer {
 /// Sends the client's frames until the connection ends or the outbox is closed.
 pub async fn write_loop(
     conn: Connection,
-    out: Arc<Outbox>,
-    session: Arc<Mutex<Session>>,
+    driver: Arc<Driver<Arc<Frame>>>,
     metrics: Arc<Metrics>,
     counters: Arc<QuicCounters>,
     newest_first: bool,
@@ -330,8 +238,7 @@ pub async fn write_loop(
     let (done_tx, mut done_rx) = mpsc::unbounded_channel();
     let mut w = Writer {
         conn,
-        out,
-        session,
+        driver,
         metrics,
         counters,
         in_flight: VecDeque::new(),
@@ -343,10 +250,10 @@ pub async fn write_loop(
     };
     let mut spare: Option<SendStream> = None;
     loop {
-        if w.out.closed() {
+        let (closing, pending) = w.driver.poll(|s| (s.is_closing(), s.has_pending()));
+        if closing {
             break;
         }
-        let pending = w.out.has_pending();
         if pending || !w.in_flight.is_empty() {
             w.stuck_since.get_or_insert_with(Instant::now);
         } else {
@@ -369,7 +276,7 @@ pub async fn write_loop(
                     break;
                 }
             }
-            _ = w.out.wake.notified() => {}
+            _ = w.driver.wake.notified() => {}
             stream = conn.open_uni(), if want => match stream {
                 Ok(stream) => spare = w.start(stream).await,
                 Err(_) => break,
@@ -390,4 +297,5 @@ pub async fn write_loop(
     if let Some(mut s) = spare {
         let _ = s.reset(RESET_CANCELLED);
     }
+    w.driver.writer_gone();
 }

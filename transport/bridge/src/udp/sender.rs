@@ -2,26 +2,24 @@
 //! sending of its fragments (newest wins), and its JSON side messages.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use camring_protocol::control::{ServerMessage, Settings, SettingsUpdate, STATS_INTERVAL_MS};
+use camring_protocol::control::{ClientMessage, ServerMessage, Settings, SettingsUpdate};
+use camring_protocol::session::{Cadence, Job, Offered};
 use camring_protocol::udp::{Fragmenter, FRAGMENT_HEADER_SIZE};
-use camring_shm::clock::now_ns;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{SendCounters, Shared, UdpFrame};
-use crate::encode::{Built, Frame};
-use crate::metrics;
-use crate::session::{producer_log, state_message, Offer, Session};
+use crate::driver::{ControlSource, Driver, Incoming};
+use crate::encode::Built;
 
 /// Most datagrams sent in a row before the task lets others run.
 const MAX_BURST: u32 = 32;
 /// Shortest wait between two bursts (the timer's resolution).
 const MIN_GAP: Duration = Duration::from_millis(1);
-/// A frame older than this is not sent to a subscriber that just arrived.
-const STALE_NS: u64 = 2_000_000_000;
 /// Every this many stats messages, the state again (a lost one is not resent otherwise).
 const STATE_EVERY: u64 = 5;
 
@@ -37,6 +35,16 @@ pub(crate) enum Control {
     Stop,
 }
 
+impl Offered for UdpFrame {
+    fn read_ns(&self) -> u64 {
+        self.frame.read_ns()
+    }
+
+    fn cameras(&self) -> impl Iterator<Item = (u32, u32, u32)> + '_ {
+        self.frame.cameras()
+    }
+}
+
 /// A message being paced out.
 struct Sending {
     frame: Arc<UdpFrame>,
@@ -49,17 +57,34 @@ struct Sending {
     wake: Instant,
 }
 
+/// A subscriber's control messages: what the main loop tells its task.
+struct UdpControl<'a> {
+    control: mpsc::UnboundedReceiver<Control>,
+    mtu: &'a AtomicUsize,
+}
+
+impl ControlSource for UdpControl<'_> {
+    async fn next(&mut self) -> Incoming {
+        match self.control.recv().await {
+            None | Some(Control::Stop) => Incoming::End(None),
+            Some(Control::Update { settings, mtu }) => {
+                // SYNC POINT: Relaxed: the writer of the same task reads it for the next
+                // message it starts; nothing else is published through it.
+                self.mtu.store(mtu, Ordering::Relaxed);
+                Incoming::Message(ClientMessage::Settings(settings))
+            }
+        }
+    }
+}
+
 /// One subscriber.
 pub(crate) struct Subscriber {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    mtu: usize,
-    session: Session,
+    mtu: AtomicUsize,
+    driver: Driver<Arc<UdpFrame>>,
     frames: watch::Receiver<Option<Arc<UdpFrame>>>,
     control: mpsc::UnboundedReceiver<Control>,
-    current: Option<Sending>,
-    pending: Option<Arc<UdpFrame>>,
-    buf: Vec<u8>,
 }
 
 impl Subscriber {
@@ -71,116 +96,98 @@ impl Subscriber {
         frames: watch::Receiver<Option<Arc<UdpFrame>>>,
         control: mpsc::UnboundedReceiver<Control>,
     ) -> Subscriber {
+        let status = shared.feed.status.borrow().clone();
+        let cadence = Cadence {
+            state_every: STATE_EVERY,
+            ..Cadence::default()
+        };
+        let driver = Driver::new(
+            &shared.config.ring,
+            status,
+            settings,
+            cadence,
+            Arc::clone(&shared.metrics),
+            "udp",
+        );
         Subscriber {
+            addr,
+            mtu: AtomicUsize::new(mtu),
+            driver,
+            frames,
+            control,
+            shared,
+        }
+    }
+
+    /// Serves the subscriber until it leaves or times out: the session's input loop and
+    /// the paced writer, side by side in this task.
+    pub(crate) async fn run(self) {
+        let Subscriber {
             shared,
             addr,
             mtu,
-            session: Session::new(settings),
+            driver,
             frames,
             control,
+        } = self;
+        let mut control = UdpControl { control, mtu: &mtu };
+        let status = shared.feed.status.subscribe();
+        let mut writer = Writer {
+            shared: &shared,
+            driver: &driver,
+            addr,
+            mtu: &mtu,
             current: None,
-            pending: None,
-            buf: vec![0; mtu],
-        }
+            buf: Vec::new(),
+        };
+        let inputs = driver.run(frames, status, &mut control, std::future::pending());
+        tokio::join!(inputs, writer.run());
     }
+}
 
-    pub(crate) async fn run(mut self) {
-        let mut status = self.shared.feed.status.subscribe();
-        status.borrow_and_update();
-        let period = Duration::from_millis(STATS_INTERVAL_MS);
-        let mut stats = tokio::time::interval_at(Instant::now() + period, period);
-        let mut stats_sent = 0u64;
-        self.send_state().await;
-        // The newest frame at once, unless it is stale.
-        let newest = self.frames.borrow_and_update().clone();
-        if let Some(f) = newest {
-            if now_ns().saturating_sub(f.frame.ring.read_ns) < STALE_NS {
-                self.offer(f);
-            }
-        }
+/// A subscriber's writer: its JSON messages and the paced fragments of its frames.
+struct Writer<'a> {
+    shared: &'a Shared,
+    driver: &'a Driver<Arc<UdpFrame>>,
+    addr: SocketAddr,
+    mtu: &'a AtomicUsize,
+    current: Option<Sending>,
+    buf: Vec<u8>,
+}
+
+impl Writer<'_> {
+    async fn run(&mut self) {
         loop {
+            while let Some(text) = self.driver.poll(|s| s.poll_text()) {
+                self.send_json(&text).await;
+            }
+            let (closing, pending) = self.driver.poll(|s| (s.is_closing(), s.has_pending()));
+            if closing {
+                return;
+            }
+            if pending {
+                self.abandon_if_late();
+            }
             if self.current.is_none() {
-                if let Some(next) = self.pending.take() {
-                    self.start(next).await;
+                if let Some(job) = self.driver.poll(|s| s.poll_frame()) {
+                    self.start(job).await;
+                    continue;
                 }
             }
             let wake = self.current.as_ref().map(|c| c.wake);
-            let far = Instant::now() + Duration::from_secs(3600);
             tokio::select! {
                 biased;
-                control = self.control.recv() => match control {
-                    None | Some(Control::Stop) => break,
-                    Some(Control::Update { settings, mtu }) => {
-                        self.session.apply(&settings);
-                        self.mtu = mtu;
-                        self.send_state().await;
-                    }
-                },
-                changed = self.frames.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    let frame = self.frames.borrow_and_update().clone();
-                    if let Some(f) = frame {
-                        self.offer(f);
-                    }
-                }
-                () = tokio::time::sleep_until(wake.unwrap_or(far)), if wake.is_some() => {
+                () = self.driver.wake.notified() => {}
+                () = tokio::time::sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                     self.send_due().await;
-                }
-                _ = stats.tick() => {
-                    let (s, changed) = self.session.stats(std::time::Instant::now());
-                    self.send_json(&ServerMessage::Stats(s)).await;
-                    stats_sent += 1;
-                    if changed || stats_sent % STATE_EVERY == 0 {
-                        self.send_state().await;
-                    }
-                }
-                changed = status.changed() => {
-                    if changed.is_ok() {
-                        let producer = status.borrow_and_update().producer;
-                        let log = producer_log(&self.shared.config.ring, producer);
-                        self.send_json(&log).await;
-                        self.send_state().await;
-                    }
                 }
             }
         }
     }
 
-    /// The cameras of `frame` this subscriber wants.
-    fn wanted_ids(&self, frame: &Frame) -> Vec<u32> {
-        frame
-            .ring
-            .cameras
-            .iter()
-            .map(|c| c.info.camera_id)
-            .filter(|&id| self.session.wants_camera(id))
-            .collect()
-    }
-
-    fn count_dropped(&mut self, frame: &Frame) {
-        let ids = self.wanted_ids(frame);
-        self.session.dropped(ids);
-        SendCounters::add(&self.shared.counters.dropped, 1);
-        self.shared
-            .metrics
-            .frames_dropped
-            .get_or_create(&metrics::kind("udp"))
-            .inc();
-    }
-
-    /// A new frame is ready: pending if this subscriber wants it (the one it replaces is
-    /// dropped); the message being paced out makes way if its receiver's deadline passed.
-    fn offer(&mut self, frame: Arc<UdpFrame>) {
-        if self.session.offer(std::time::Instant::now()) == Offer::Pass
-            || frame.frame.mask(|id| self.session.wants_camera(id)) == 0
-        {
-            return;
-        }
-        if let Some(old) = self.pending.replace(frame) {
-            self.count_dropped(&old.frame);
-        }
+    /// A newer frame waits: the message being paced out makes way if its receiver's
+    /// deadline passed.
+    fn abandon_if_late(&mut self) {
         let late = self
             .current
             .as_ref()
@@ -188,29 +195,25 @@ impl Subscriber {
         if late {
             if let Some(c) = self.current.take() {
                 SendCounters::add(&self.shared.counters.abandoned, 1);
-                self.count_dropped(&c.frame.frame);
+                self.driver.lost(&c.frame);
             }
         }
     }
 
-    /// Makes the message of `next` and starts pacing it out.
-    async fn start(&mut self, next: Arc<UdpFrame>) {
-        let (variant, mask) = {
-            let (w, h) = largest(&next.frame);
-            (
-                self.session.variant(w, h),
-                next.frame.mask(|id| self.session.wants_camera(id)),
-            )
-        };
+    /// Makes the message of `job` and starts pacing it out.
+    async fn start(&mut self, job: Job<Arc<UdpFrame>>) {
+        let next = job.frame;
         let Some(built) = next
             .frame
-            .message(variant, mask, &self.shared.metrics)
+            .message(job.variant, job.mask, &self.shared.metrics)
             .await
         else {
             return;
         };
+        // SYNC POINT: Relaxed, see `UdpControl::next`.
+        let mtu = self.mtu.load(Ordering::Relaxed);
         let len = built.bytes.len();
-        let count = len.div_ceil(self.mtu - FRAGMENT_HEADER_SIZE) as u32;
+        let count = len.div_ceil(mtu - FRAGMENT_HEADER_SIZE) as u32;
         let config = &self.shared.config;
         let mut window = Duration::from_nanos(next.period_ns)
             .mul_f64(config.pace)
@@ -222,7 +225,7 @@ impl Subscriber {
         self.current = Some(Sending {
             frame: next,
             built,
-            mtu: self.mtu,
+            mtu,
             count,
             next: 0,
             started: now,
@@ -272,15 +275,8 @@ impl Subscriber {
             burst += 1;
         }
         if c.next >= c.count {
-            self.session.sent(&c.built, now_ns());
+            self.driver.sent(&c.built);
             SendCounters::add(&self.shared.counters.frames, 1);
-            let kind = metrics::kind("udp");
-            self.shared.metrics.frames_sent.get_or_create(&kind).inc();
-            self.shared
-                .metrics
-                .bytes_sent
-                .get_or_create(&kind)
-                .inc_by(c.built.bytes.len() as u64);
             return;
         }
         let at = c.window.mul_f64(f64::from(c.next) / f64::from(c.count));
@@ -289,9 +285,10 @@ impl Subscriber {
     }
 
     async fn send_json(&mut self, message: &ServerMessage) {
-        let datagram =
-            super::text::encode_message(message, self.mtu, |id| self.session.wants_camera(id));
-        match datagram {
+        // SYNC POINT: Relaxed, see `UdpControl::next`.
+        let mtu = self.mtu.load(Ordering::Relaxed);
+        let cameras = self.driver.poll(|s| s.settings().cameras.clone());
+        match super::text::encode_message(message, mtu, |id| cameras.contains(id)) {
             Some(d) => {
                 if self.shared.send(&d, self.addr).await {
                     SendCounters::add(&self.shared.counters.texts, 1);
@@ -300,17 +297,4 @@ impl Subscriber {
             None => tracing::debug!("{}: a JSON message does not fit its MTU", self.addr),
         }
     }
-
-    async fn send_state(&mut self) {
-        let status = self.shared.feed.status.borrow().clone();
-        let state = state_message(&self.shared.config.ring, &status, &self.session);
-        self.send_json(&state).await;
-    }
-}
-
-/// The widest and tallest camera of a frame (what `quality=auto` scales).
-fn largest(frame: &Frame) -> (u32, u32) {
-    frame.ring.cameras.iter().fold((0, 0), |(w, h), c| {
-        (w.max(c.info.width), h.max(c.info.height))
-    })
 }
