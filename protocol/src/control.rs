@@ -387,6 +387,38 @@ impl SettingsUpdate {
         }
         Ok(u)
     }
+
+    /// The query parameters (docs/protocol.md, 2.2) that say what this update sets, in
+    /// the protocol's order, values unencoded: what [`SettingsUpdate::from_query`] reads
+    /// back.
+    pub fn to_query(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        if let Some(q) = self.quality {
+            pairs.push(("quality", q.to_string()));
+        }
+        if let Some(w) = self.max_width {
+            pairs.push(("max_width", w.to_string()));
+        }
+        if let Some(h) = self.max_height {
+            pairs.push(("max_height", h.to_string()));
+        }
+        if let Some(f) = self.fps {
+            pairs.push(("fps", f.to_string()));
+        }
+        if let Some(s) = self.skip {
+            pairs.push(("skip", s.to_string()));
+        }
+        if let Some(c) = &self.cameras {
+            let v = match c {
+                CameraSet::All => "all".to_owned(),
+                CameraSet::Only(ids) => {
+                    ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+                }
+            };
+            pairs.push(("cameras", v));
+        }
+        pairs
+    }
 }
 
 /// A message from a client to the server.
@@ -976,5 +1008,31 @@ mod tests {
             );
         }
         assert!(from_client >= 3 && from_server >= 4);
+    }
+
+    #[test]
+    fn a_settings_query_reads_back_as_it_was_written() {
+        let updates = [
+            SettingsUpdate::default(),
+            SettingsUpdate {
+                quality: Some(Quality::Auto),
+                max_width: Some(640),
+                max_height: Some(360),
+                fps: Some(7.5),
+                skip: Some(2),
+                cameras: Some(CameraSet::Only(vec![0, 2])),
+            },
+            SettingsUpdate {
+                quality: Some(Quality::Fixed(55)),
+                fps: Some(0.0),
+                cameras: Some(CameraSet::All),
+                ..SettingsUpdate::default()
+            },
+        ];
+        for u in updates {
+            let pairs = u.to_query();
+            let back = SettingsUpdate::from_query(pairs.iter().map(|(n, v)| (*n, v.as_str())));
+            assert_eq!(back.as_ref(), Ok(&u), "{pairs:?}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use camring_protocol::control::{CameraSet, SettingsUpdate};
+use camring_protocol::control::SettingsUpdate;
 
 /// Where to connect and what to ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +54,7 @@ impl Target {
         } else {
             path
         };
-        let ours = settings_pairs(settings);
+        let ours = settings.to_query();
         let token = token.map(encode);
         let mut pairs: Vec<(String, String)> = query
             .split('&')
@@ -156,35 +156,6 @@ pub fn encode(value: &str) -> String {
     out
 }
 
-/// The query parameters (`docs/protocol.md`, 2.2) that say what `settings` sets, in the
-/// protocol's order.
-pub fn settings_pairs(settings: &SettingsUpdate) -> Vec<(&'static str, String)> {
-    let mut pairs = Vec::new();
-    if let Some(q) = settings.quality {
-        pairs.push(("quality", q.to_string()));
-    }
-    if let Some(w) = settings.max_width {
-        pairs.push(("max_width", w.to_string()));
-    }
-    if let Some(h) = settings.max_height {
-        pairs.push(("max_height", h.to_string()));
-    }
-    if let Some(f) = settings.fps {
-        pairs.push(("fps", f.to_string()));
-    }
-    if let Some(s) = settings.skip {
-        pairs.push(("skip", s.to_string()));
-    }
-    if let Some(c) = &settings.cameras {
-        let v = match c {
-            CameraSet::All => "all".to_owned(),
-            CameraSet::Only(ids) => ids.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
-        };
-        pairs.push(("cameras", v));
-    }
-    pairs
-}
-
 /// Checks one setting's command-line value exactly as the server checks the same query
 /// parameter ([`SettingsUpdate::from_query`]), so a bad value fails here with the server's
 /// own words instead of as a refused connection.
@@ -194,7 +165,7 @@ pub fn parse_setting(name: &'static str, value: &str) -> Result<SettingsUpdate, 
 
 #[cfg(test)]
 mod tests {
-    use camring_protocol::control::Quality;
+    use camring_protocol::control::{CameraSet, Quality};
 
     use super::*;
 
@@ -280,8 +251,8 @@ mod tests {
             cameras: Some(CameraSet::All),
             ..SettingsUpdate::default()
         };
-        assert_eq!(settings_pairs(&fps10)[0], ("fps", "10".to_owned()));
-        assert_eq!(settings_pairs(&fps10)[1], ("cameras", "all".to_owned()));
+        assert_eq!(fps10.to_query()[0], ("fps", "10".to_owned()));
+        assert_eq!(fps10.to_query()[1], ("cameras", "all".to_owned()));
     }
 
     #[test]
