@@ -24,6 +24,10 @@
 //! flow only to a subscriber that proved it receives at its address (the [`Challenge`]
 //! cookie) and keeps its subscription alive; that policy is the adapter's.
 //!
+//! Its submodules are the sans-IO state machines on either side: [`client`] (a subscriber),
+//! [`policy`] (the server's request handling, with [`cookie`] and [`limit`]), and
+//! [`text`] (JSON side messages in datagrams).
+//!
 //! This module does no IO and reads no clock:
 //!
 //! * [`Fragmenter`] cuts a message into [`Fragment`]s, each a stack header plus a slice
@@ -36,6 +40,12 @@
 //!   frames come out strictly increasing, an incomplete frame is dropped after a deadline
 //!   or as soon as a newer one completes, and the memory held for incomplete frames is
 //!   bounded.
+
+pub mod client;
+pub mod cookie;
+pub mod limit;
+pub mod policy;
+pub mod text;
 
 use std::fmt;
 

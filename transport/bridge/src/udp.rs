@@ -27,12 +27,77 @@
 //! JSON side messages (`state`, `stats`, `log`) travel as datagrams of kind 8
 //! ([`text`]) to live subscribers only, each whole in one datagram.
 
-pub mod client;
-pub mod cookie;
-pub mod limit;
-pub mod policy;
 mod sender;
-pub mod text;
+
+pub use camring_protocol::udp::{cookie, limit, policy, text};
+
+/// A subscriber: the sans-IO [`camring_protocol::udp::client`], and the socket it is
+/// driven over.
+pub mod client {
+    use std::net::SocketAddr;
+
+    pub use camring_protocol::udp::client::*;
+
+    /// Receive buffer asked for a client's socket (capped by `net.core.rmem_max`).
+    pub const RECV_BUFFER: usize = 8 << 20;
+
+    /// A UDP socket connected to `server` (so only its datagrams come in), with a receive
+    /// buffer of `recv_buffer` bytes asked for (the system caps it), non-blocking, ready for
+    /// `tokio::net::UdpSocket::from_std`.
+    pub fn socket(server: SocketAddr, recv_buffer: usize) -> std::io::Result<std::net::UdpSocket> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(server),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        let _ = socket.set_recv_buffer_size(recv_buffer);
+        let any: SocketAddr = if server.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        socket.bind(&any.into())?;
+        socket.connect(&server.into())?;
+        socket.set_nonblocking(true)?;
+        Ok(socket.into())
+    }
+}
+
+/// Fills `buf` from the operating system's random source (ring's `SystemRandom`, through
+/// rustls); should that ever fail, from the standard library's randomly keyed hasher mixed
+/// with the time (still unpredictable to a remote attacker, if weaker).
+fn random_bytes(buf: &mut [u8]) {
+    let provider = rustls::crypto::ring::default_provider();
+    if provider.secure_random.fill(buf).is_ok() {
+        return;
+    }
+    use std::hash::{BuildHasher, Hasher};
+    for (i, chunk) in buf.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let v = h.finish().to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+}
+
+/// A random `u32` (stream ids).
+pub fn random_u32() -> u32 {
+    let mut b = [0; 4];
+    random_bytes(&mut b);
+    u32::from_le_bytes(b)
+}
+
+/// A random secret key for the policy's cookies.
+fn random_key() -> [u8; 32] {
+    let mut key = [0; 32];
+    random_bytes(&mut key);
+    key
+}
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -281,8 +346,9 @@ impl UdpBridge {
                 keepalive_ms: config.keepalive_ms,
                 timeout_ms: config.timeout_ms,
             },
-            cookie::random_u32(),
+            random_u32(),
             std::time::Instant::now(),
+            random_key(),
         );
         Ok(UdpBridge {
             shared: Arc::new(Shared {
@@ -380,7 +446,7 @@ impl Hub {
         if self.last_ring.is_some_and(|last| frame.number() <= last) {
             let old = stream;
             while stream == old {
-                stream = cookie::random_u32();
+                stream = random_u32();
             }
             SendCounters::add(&shared.counters.streams, 1);
             tracing::info!(

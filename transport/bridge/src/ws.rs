@@ -530,6 +530,7 @@ async fn write_loop(
             Output::Text(text) => Message::Text(text.to_json().into()),
             Output::Frame(job) => {
                 let Some(built) = job.frame.message(job.variant, job.mask, &metrics).await else {
+                    driver.lost(&job.frame);
                     continue;
                 };
                 if matches!(

@@ -156,6 +156,7 @@ impl Writer {
         };
         let frame = job.frame;
         let Some(built) = frame.message(job.variant, job.mask, &self.metrics).await else {
+            self.driver.lost(&frame);
             return Some(stream);
         };
         if self.in_flight.len() >= MAX_FRAMES_IN_FLIGHT {

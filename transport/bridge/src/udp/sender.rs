@@ -208,6 +208,7 @@ impl Writer<'_> {
             .message(job.variant, job.mask, &self.shared.metrics)
             .await
         else {
+            self.driver.lost(&next);
             return;
         };
         // SYNC POINT: Relaxed, see `UdpControl::next`.

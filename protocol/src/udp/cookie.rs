@@ -1,62 +1,30 @@
 //! Cookies: the challenge a new subscriber must echo (proof that it receives at its source
-//! address), and the random cookie of each subscription.
+//! address), and the unguessable cookie of each subscription.
 //!
-//! A challenge cookie is a keyed hash of the address and a time bucket, under a random key
-//! made at start: the server keeps no state for an address until it echoes the cookie, and
-//! an attacker forging someone else's address never sees it. A cookie is good for the
-//! bucket it was made in and the next one (so 10 to 20 s with [`BUCKET`]).
+//! A challenge cookie is a keyed hash of the address and a time bucket, under a secret
+//! random key the server makes at start (this module reads no random source: the key is
+//! given): the server keeps no state for an address until it echoes the cookie, and an
+//! attacker forging someone else's address never sees it. A cookie is good for the bucket
+//! it was made in and the next one (so 10 to 20 s with [`BUCKET`]). A subscription's
+//! cookie is the keyed hash of a counter under the same key (a PRF in counter mode), so
+//! it is as unpredictable as the key and never repeats.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use camring_protocol::udp::{Cookie, COOKIE_LEN};
+use crate::udp::{Cookie, COOKIE_LEN};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// How long a challenge bucket lasts.
 pub const BUCKET: Duration = Duration::from_secs(10);
 
-/// Fills `buf` from the operating system's random source (ring's `SystemRandom`, through
-/// rustls); should that ever fail, from the standard library's randomly keyed hasher mixed
-/// with the time (still unpredictable to a remote attacker, if weaker).
-pub fn random_bytes(buf: &mut [u8]) {
-    let provider = rustls::crypto::ring::default_provider();
-    if provider.secure_random.fill(buf).is_ok() {
-        return;
-    }
-    use std::hash::{BuildHasher, Hasher};
-    for (i, chunk) in buf.chunks_mut(8).enumerate() {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_usize(i);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        let v = h.finish().to_le_bytes();
-        chunk.copy_from_slice(&v[..chunk.len()]);
-    }
-}
-
-/// A random cookie.
-pub fn random_cookie() -> Cookie {
-    let mut c = [0; COOKIE_LEN];
-    random_bytes(&mut c);
-    c
-}
-
-/// A random `u32` (stream ids).
-pub fn random_u32() -> u32 {
-    let mut b = [0; 4];
-    random_bytes(&mut b);
-    u32::from_le_bytes(b)
-}
-
 /// Makes and checks challenge cookies.
 #[derive(Clone)]
 pub struct CookieJar {
     key: [u8; 32],
     epoch: Instant,
+    issued: u64,
 }
 
 impl std::fmt::Debug for CookieJar {
@@ -66,11 +34,26 @@ impl std::fmt::Debug for CookieJar {
 }
 
 impl CookieJar {
-    /// A jar with a fresh random key; buckets count from `epoch`.
-    pub fn new(epoch: Instant) -> CookieJar {
-        let mut key = [0; 32];
-        random_bytes(&mut key);
-        CookieJar { key, epoch }
+    /// A jar with the secret `key` (32 random bytes); buckets count from `epoch`.
+    pub fn new(key: [u8; 32], epoch: Instant) -> CookieJar {
+        CookieJar {
+            key,
+            epoch,
+            issued: 0,
+        }
+    }
+
+    /// A new subscription's cookie: unpredictable without the key, never the same twice.
+    pub fn subscription(&mut self) -> Cookie {
+        self.issued += 1;
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update(b"camring udp subscription v1");
+        h.update(self.issued.to_le_bytes());
+        let digest = h.finalize();
+        let mut c = [0; COOKIE_LEN];
+        c.copy_from_slice(&digest[..COOKIE_LEN]);
+        c
     }
 
     fn bucket(&self, now: Instant) -> u64 {
@@ -119,7 +102,7 @@ mod tests {
     #[test]
     fn challenges_are_per_address_and_expire() {
         let t0 = Instant::now();
-        let jar = CookieJar::new(t0);
+        let jar = CookieJar::new([1; 32], t0);
         let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:4001".parse().unwrap();
         let c = jar.challenge(&a, t0);
@@ -128,8 +111,23 @@ mod tests {
         assert!(!jar.check(&a, &c, t0 + BUCKET * 2));
         assert!(!jar.check(&b, &c, t0));
         assert!(!jar.check(&a, &[0; COOKIE_LEN], t0));
-        // Another jar (a restarted server) does not know it.
-        assert!(!CookieJar::new(t0).check(&a, &c, t0));
-        assert_ne!(random_cookie(), random_cookie());
+        // Another jar (a restarted server, another key) does not know it.
+        assert!(!CookieJar::new([2; 32], t0).check(&a, &c, t0));
+    }
+
+    #[test]
+    fn subscription_cookies_never_repeat_and_depend_on_the_key() {
+        let t0 = Instant::now();
+        let mut jar = CookieJar::new([1; 32], t0);
+        let mut other = CookieJar::new([2; 32], t0);
+        let mine: Vec<Cookie> = (0..100).map(|_| jar.subscription()).collect();
+        let mut unique = mine.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), mine.len());
+        assert!(mine.iter().all(|c| *c != other.subscription()));
+        // Not the challenge of any address either: another domain.
+        let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        assert!(!mine.contains(&jar.challenge(&a, t0)));
     }
 }

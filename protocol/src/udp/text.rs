@@ -4,8 +4,8 @@
 //! fragments, never as the answer to a request), so they add nothing an attacker could
 //! reflect; clients that do not know kind 8 ignore it, as 10.1 asks.
 
-use camring_protocol::control::ServerMessage;
-use camring_protocol::udp::{COMMON_HEADER_SIZE, MAGIC, VERSION};
+use crate::control::ServerMessage;
+use crate::udp::{COMMON_HEADER_SIZE, MAGIC, VERSION};
 
 /// The datagram kind of a JSON server message.
 pub const KIND_TEXT: u8 = 8;
@@ -65,8 +65,8 @@ pub fn parse(datagram: &[u8]) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use camring_protocol::control::{ConnectionStats, LogEntry, LogLevel, Stats};
-    use camring_protocol::udp;
+    use crate::control::{ConnectionStats, LogEntry, LogLevel, Stats};
+    use crate::udp;
 
     use super::*;
 

@@ -23,13 +23,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use camring_protocol::control::SettingsUpdate;
-use camring_protocol::udp::{
+use crate::control::SettingsUpdate;
+use crate::udp::{
     self, Accepted, Challenge, Cookie, Datagram, RefuseReason, Refused, MAGIC, MAX_REPLY_SIZE,
 };
 use subtle::ConstantTimeEq;
 
-use super::cookie::{random_cookie, CookieJar};
+use super::cookie::CookieJar;
 use super::limit::Limiter;
 
 /// The rules a [`Policy`] applies.
@@ -163,12 +163,13 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// A policy with no subscriber, sending stream `stream`.
-    pub fn new(config: PolicyConfig, stream: u32, now: Instant) -> Policy {
+    /// A policy with no subscriber, sending stream `stream`; `key` is the secret (32
+    /// random bytes) its cookies are made with.
+    pub fn new(config: PolicyConfig, stream: u32, now: Instant, key: [u8; 32]) -> Policy {
         Policy {
             config,
             stream,
-            jar: CookieJar::new(now),
+            jar: CookieJar::new(key, now),
             limiter: Limiter::new(now),
             subscribers: HashMap::new(),
             stats: PolicyStats::default(),
@@ -308,7 +309,7 @@ impl Policy {
                 if self.subscribers.len() >= self.config.max_clients {
                     return self.refuse(RefuseReason::Full);
                 }
-                let cookie = random_cookie();
+                let cookie = self.jar.subscription();
                 self.subscribers.insert(
                     from,
                     Subscriber {
@@ -373,7 +374,7 @@ impl Policy {
 
 #[cfg(test)]
 mod tests {
-    use camring_protocol::udp::{Keepalive, Subscribe, Unsubscribe, COOKIE_LEN};
+    use crate::udp::{Keepalive, Subscribe, Unsubscribe, COOKIE_LEN};
 
     use super::*;
 
@@ -418,7 +419,7 @@ mod tests {
     #[test]
     fn no_subscriber_without_the_cookie_of_its_own_address() {
         let t0 = Instant::now();
-        let mut p = Policy::new(config(), 5, t0);
+        let mut p = Policy::new(config(), 5, t0, [9; 32]);
         // A challenge made for one address does not work from another (a forger who
         // sees its own challenge cannot subscribe someone else).
         let h = p.handle(t0, addr(1), &subscribe([0; 16], b"", b"", 0));
@@ -467,6 +468,7 @@ mod tests {
             },
             5,
             t0,
+            [9; 32],
         );
         let refused = |h: Handled| match h.reply {
             Some(Reply::Refused(r)) => r.reason,
@@ -546,7 +548,7 @@ mod tests {
     #[test]
     fn hostile_datagrams_get_small_answers_or_none() {
         let t0 = Instant::now();
-        let mut p = Policy::new(config(), 5, t0);
+        let mut p = Policy::new(config(), 5, t0, [9; 32]);
         let mut rng = 42u64;
         let mut next = move || {
             rng ^= rng << 13;
@@ -603,7 +605,7 @@ mod tests {
     #[test]
     fn a_flood_from_one_address_is_answered_only_up_to_its_limit() {
         let t0 = Instant::now();
-        let mut p = Policy::new(config(), 5, t0);
+        let mut p = Policy::new(config(), 5, t0, [9; 32]);
         let req = subscribe([0; 16], b"", b"", 0);
         let answered = (0..10_000)
             .filter(|_| p.handle(t0, addr(1), &req).reply.is_some())

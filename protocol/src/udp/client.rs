@@ -1,6 +1,6 @@
 //! A subscriber of `camring bridge udp`, sans IO: what to send when, and what the received
 //! datagrams mean (docs/protocol.md 10.6). `camring view udp://`, the tests and the
-//! benchmark drive it over a socket ([`socket`] makes one).
+//! benchmark drive it over a socket (`camring_bridge::udp::client::socket` makes one).
 //!
 //! The caller feeds it every datagram received ([`Client::handle`]), sends whatever
 //! [`Client::poll_transmit`] gives, and calls [`Client::handle_timeout`] when
@@ -11,10 +11,9 @@
 //! producer) and unsubscribes on [`Client::close`].
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use camring_protocol::udp::{
+use crate::udp::{
     self, Cookie, Datagram, Keepalive, Outcome, Reassembler, ReassemblerConfig, ReassemblyStats,
     RefuseReason, Subscribe, Unsubscribe, COOKIE_LEN,
 };
@@ -27,8 +26,6 @@ pub const RETRY: Duration = Duration::from_secs(1);
 pub const FULL_RETRY: Duration = Duration::from_secs(2);
 /// Shortest time between two keepalives sent early (on fragments of an unknown stream).
 const EARLY_KEEPALIVE: Duration = Duration::from_millis(200);
-/// Receive buffer asked for a client's socket (capped by `net.core.rmem_max`).
-pub const RECV_BUFFER: usize = 8 << 20;
 
 /// A client's settings.
 #[derive(Debug, Clone, Default)]
@@ -374,32 +371,11 @@ impl Client {
     }
 }
 
-/// A UDP socket connected to `server` (so only its datagrams come in), with a receive
-/// buffer of `recv_buffer` bytes asked for (the system caps it), non-blocking, ready for
-/// `tokio::net::UdpSocket::from_std`.
-pub fn socket(server: SocketAddr, recv_buffer: usize) -> std::io::Result<std::net::UdpSocket> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(server),
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )?;
-    let _ = socket.set_recv_buffer_size(recv_buffer);
-    let any: SocketAddr = if server.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    };
-    socket.bind(&any.into())?;
-    socket.connect(&server.into())?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
 
-    use camring_protocol::udp::{Accepted, Challenge, Fragmenter, Refused};
+    use crate::udp::{Accepted, Challenge, Fragmenter, Refused};
 
     use super::*;
     use crate::udp::policy::{Action, Policy, PolicyConfig, Reply};
@@ -415,6 +391,7 @@ mod tests {
             },
             77,
             Instant::now(),
+            [7; 32],
         )
     }
 
@@ -475,10 +452,7 @@ mod tests {
                 mtu,
             }) => {
                 assert_eq!((addr, mtu), (from, 1200));
-                assert_eq!(
-                    settings.quality,
-                    Some(camring_protocol::control::Quality::Fixed(70))
-                );
+                assert_eq!(settings.quality, Some(crate::control::Quality::Fixed(70)));
             }
             other => panic!("{other:?}"),
         }
