@@ -42,7 +42,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Context, Result};
 use bytes::Bytes;
-use camring_bridge::quic::control::{Hello, Line, LineReader, MAX_SERVER_LINE, QUIC_VERSION};
+use camring_bridge::quic::control::{
+    Hello, Line, LineReader, ReadLine, MAX_SERVER_LINE, QUIC_VERSION,
+};
 use camring_bridge::quic::tls::{self, Identity, Trust};
 use camring_bridge::quic::{QuicBridge, QuicConfig, QuicCounters};
 use camring_protocol::wire::{self, CAM_REENCODED};

@@ -15,7 +15,7 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use camring_bridge::quic::control::{close, Line, LineReader, MAX_SERVER_LINE};
+use camring_bridge::quic::control::{close, Line, LineReader, ReadLine, MAX_SERVER_LINE};
 use camring_bridge::quic::tls::{self, Identity, Trust};
 use camring_protocol::control::{CameraDescription, ServerMessage, Settings};
 use camring_protocol::wire;

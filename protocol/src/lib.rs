@@ -11,6 +11,7 @@ pub mod control;
 pub mod format;
 pub mod layout;
 pub mod pattern;
+pub mod quic;
 pub mod session;
 pub mod udp;
 pub mod wire;

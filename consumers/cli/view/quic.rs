@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
-use camring_bridge::quic::control::{close, Hello, Line, LineReader, MAX_SERVER_LINE};
+use camring_bridge::quic::control::{close, Hello, Line, LineReader, ReadLine, MAX_SERVER_LINE};
 use camring_bridge::quic::tls::{self, Trust};
 use camring_protocol::control::{ServerMessage, SettingsUpdate};
 use camring_protocol::wire;

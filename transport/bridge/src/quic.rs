@@ -37,7 +37,7 @@ use crate::encode::Frame;
 use crate::metrics::{self, Metrics};
 use crate::ring::{self, Feed};
 use camring_protocol::session::{Cadence, Close};
-use control::{close, Hello, Line, LineReader, MAX_LINE};
+use control::{close, Hello, Line, LineReader, ReadLine, MAX_LINE};
 use tls::{Identity, TlsError};
 
 /// Time a client has for the QUIC handshake, and then again to open its control stream and

@@ -37,6 +37,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::control::{close, RESET_CANCELLED, RESET_SUPERSEDED};
+
+/// The reset codes as quinn takes them.
+const SUPERSEDED: VarInt = VarInt::from_u32(RESET_SUPERSEDED);
+const CANCELLED: VarInt = VarInt::from_u32(RESET_CANCELLED);
 use super::{QuicCounters, SEND_TIMEOUT};
 use crate::driver::Driver;
 use crate::encode::{Built, Frame};
@@ -100,7 +104,7 @@ async fn send_frame(
         tokio::pin!(work);
         tokio::select! {
             r = &mut work => Ok(r.unwrap_or_else(|o| o)),
-            code = &mut cancel => Err(code.unwrap_or(RESET_CANCELLED)),
+            code = &mut cancel => Err(code.unwrap_or(CANCELLED)),
         }
     };
     match done {
@@ -138,7 +142,7 @@ impl Writer {
         let Some(mut f) = self.in_flight.remove(i) else {
             return;
         };
-        f.reset(RESET_SUPERSEDED);
+        f.reset(SUPERSEDED);
         tracing::debug!(
             client = self.conn.stable_id(),
             stream = f.seq,
@@ -293,10 +297,10 @@ pub async fn write_loop(
         }
     }
     for f in &mut w.in_flight {
-        f.reset(RESET_CANCELLED);
+        f.reset(CANCELLED);
     }
     if let Some(mut s) = spare {
-        let _ = s.reset(RESET_CANCELLED);
+        let _ = s.reset(CANCELLED);
     }
     w.driver.writer_gone();
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use camring_bridge::quic::control::{
-    close, Hello, Line, LineReader, MAX_SERVER_LINE, QUIC_VERSION,
+    close, Hello, Line, LineReader, ReadLine, MAX_SERVER_LINE, QUIC_VERSION,
 };
 use camring_bridge::quic::tls::{self, Trust};
 use quinn::VarInt;
