@@ -235,7 +235,7 @@ fn run_config(p: &Params, group: &Group, s: Scenario, readers: usize) -> Result<
         if t0.elapsed() >= p.duration.unwrap_or(s.duration) {
             break;
         }
-        if frames % 64 == 0 {
+        if frames.is_multiple_of(64) {
             common::check_interrupt()?;
         }
         let c = common::thread_cpu_ns();

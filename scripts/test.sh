@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo test --workspace --all-targets
+# `--features camring/bench`: tests/bench.rs runs `camring bench --quick` for real.
+cargo test --workspace --all-targets --features camring/bench
 RUSTFLAGS="--cfg loom" cargo test -p camring-shm --test loom --release --target-dir target/loom
 # Miri runs camring-shm's unit tests (the volatile copy of racy.rs, bounds, views) on
 # heap memory; it needs a nightly toolchain with miri (scripts/setup.sh tries to add one).

@@ -5,7 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[cfg(feature = "bench")]
 mod bench;
+// Compiled (and tested) in both builds; it is `bench` in the default one.
+#[cfg_attr(feature = "bench", allow(dead_code))]
+mod bench_off;
+#[cfg(not(feature = "bench"))]
+use bench_off as bench;
 mod bridge;
 mod cameras;
 mod demo;
@@ -44,7 +50,8 @@ enum Command {
     /// Start a synthetic 4-camera producer and the WebSocket bridge; prints the viewer's URL.
     Demo(demo::DemoArgs),
     /// Measure every transport side by side with baselines (memcpy, TCP, Unix socket,
-    /// iceoryx2): latency, throughput, CPU per frame; a table, JSON and a plot.
+    /// iceoryx2): latency, throughput, CPU per frame; a table, JSON and a plot (needs the
+    /// `bench` feature).
     Bench(bench::BenchArgs),
     /// One side of one cell of `camring bench` (started by it).
     #[command(name = "bench-child", hide = true)]

@@ -79,8 +79,8 @@ impl PixelFormat {
             return false;
         }
         match self {
-            PixelFormat::Yuyv => width % 2 == 0,
-            PixelFormat::Nv12 => width % 2 == 0 && height % 2 == 0,
+            PixelFormat::Yuyv => width.is_multiple_of(2),
+            PixelFormat::Nv12 => width.is_multiple_of(2) && height.is_multiple_of(2),
             _ => true,
         }
     }

@@ -282,7 +282,7 @@ impl Superblock {
         if self.camera_count == 0 || self.camera_count as usize > MAX_CAMERAS {
             return Err(LayoutError::Invalid("camera count"));
         }
-        if self.slot_size <= SLOT_HEADER_SIZE || self.slot_size % PAGE != 0 {
+        if self.slot_size <= SLOT_HEADER_SIZE || !self.slot_size.is_multiple_of(PAGE) {
             return Err(LayoutError::Invalid("slot size"));
         }
         let expected = u64::from(self.slot_count)

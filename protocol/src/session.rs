@@ -363,7 +363,9 @@ impl<F: Offered> Session<F> {
             return Offer::Pass;
         }
         self.considered += 1;
-        if self.settings.skip > 1 && (self.considered - 1) % u64::from(self.settings.skip) != 0 {
+        if self.settings.skip > 1
+            && !(self.considered - 1).is_multiple_of(u64::from(self.settings.skip))
+        {
             return Offer::Pass;
         }
         if self.mask(&frame) == 0 || !self.rate_allows(now.at) {
@@ -538,7 +540,7 @@ impl<F: Offered> Session<F> {
         self.queue(ServerMessage::Stats(stats));
         self.stats_sent += 1;
         let every = self.cadence.state_every;
-        if changed || (every > 0 && self.stats_sent % every == 0) {
+        if changed || (every > 0 && self.stats_sent.is_multiple_of(every)) {
             self.queue_state();
         }
     }

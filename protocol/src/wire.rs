@@ -92,7 +92,7 @@ struct RawEntry {
 
 const _: () = assert!(size_of::<RawHeader>() == HEADER_SIZE);
 const _: () = assert!(size_of::<RawEntry>() == ENTRY_SIZE);
-const _: () = assert!(HEADER_SIZE % 8 == 0 && ENTRY_SIZE % 8 == 0);
+const _: () = assert!(HEADER_SIZE.is_multiple_of(8) && ENTRY_SIZE.is_multiple_of(8));
 /// Byte offset of the reserved `u32` inside an entry (written as zero, ignored when read).
 const ENTRY_RESERVED_OFFSET: usize = 28;
 const _: () = assert!(std::mem::offset_of!(RawEntry, reserved) == ENTRY_RESERVED_OFFSET);

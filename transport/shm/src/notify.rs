@@ -67,7 +67,7 @@ pub(crate) fn wait_until(
                 return true;
             }
             i = i.wrapping_add(1);
-            if i % 64 == 0 && Instant::now() >= spin_end {
+            if i.is_multiple_of(64) && Instant::now() >= spin_end {
                 break;
             }
             std::hint::spin_loop();

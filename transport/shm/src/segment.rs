@@ -119,7 +119,7 @@ impl Segment {
     fn ptr_at(&self, offset: usize, len: usize, align: usize) -> *mut u8 {
         let end = offset.checked_add(len);
         assert!(
-            end.is_some_and(|e| e <= self.map.len()) && offset % align == 0,
+            end.is_some_and(|e| e <= self.map.len()) && offset.is_multiple_of(align),
             "segment access {offset}+{len} outside mapping of {} bytes",
             self.map.len()
         );

@@ -61,5 +61,5 @@ pub fn read_validate(seq: &AtomicU64, begin: u64) -> bool {
     // that `write_begin`'s odd value or a later one, so it differs from `begin`.
     fence(Ordering::Acquire);
     let end = seq.load(Ordering::Relaxed);
-    end == begin && begin % 2 == 0
+    end == begin && begin.is_multiple_of(2)
 }

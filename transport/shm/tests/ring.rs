@@ -721,7 +721,7 @@ fn reader_thread(
     let mut i = 0u64;
     loop {
         i += 1;
-        let mode = if i % 2 == 0 {
+        let mode = if i.is_multiple_of(2) {
             ReadMode::Latest
         } else {
             ReadMode::Next
