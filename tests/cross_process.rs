@@ -204,7 +204,9 @@ fn sigkill_mid_write_then_takeover_readers_resume() {
         "--duration",
         "14",
         "--json",
-    ]);
+    ])
+    .watch();
+    let mut seen = 0;
     for round in 0..3 {
         // A producer that stalls in the middle of writing a frame: killed there, it leaves
         // the slot marked as being written.
@@ -224,21 +226,9 @@ fn sigkill_mid_write_then_takeover_readers_resume() {
                 &stall_after,
             ],
         );
-        let mut stalled = false;
-        for _ in 0..500 {
-            if ls_field(&ring, "frames")
-                .and_then(|v| v.as_u64())
-                .is_some_and(|f| f > 0)
-                && ls_field(&ring, "state").is_some_and(|s| s == "live")
-            {
-                // Wait for the stall, which comes right after `stall_after` frames.
-                std::thread::sleep(Duration::from_millis(400));
-                stalled = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(stalled, "round {round}: producer never published");
+        // Killed only once it stalled mid-write (it says so when the stall begins).
+        let p = p.watch();
+        p.wait_for(0, "the stall", T, |l| l.contains("stalled in the middle"));
         p.signal(Signal::KILL);
         let out = p.finish(T);
         assert!(
@@ -257,7 +247,11 @@ fn sigkill_mid_write_then_takeover_readers_resume() {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(dead, "round {round}: ls must report the producer dead");
-        std::thread::sleep(Duration::from_millis(700));
+        // The reader saw this producer die before the next one takes over.
+        reader.wait_for(seen, "the reader seeing the death", T, |l| {
+            l.contains("gone")
+        });
+        seen = reader.lines();
     }
     // A last producer of the same layout takes over and runs to a clean stop; then one of
     // another layout replaces it.

@@ -1176,14 +1176,14 @@ fn view_reconnects_to_a_restarted_bridge_with_the_same_certificate() {
         &fp,
         "--verify",
         "--json",
-        "-q",
         "--duration",
-        "30",
-    ]);
+        "60",
+    ])
+    .watch();
     let rt = runtime();
     // An in-test client sees the stop as `going_away`.
     let mut c = rt.block_on(dial(&b, "{}", None));
-    std::thread::sleep(Duration::from_secs(2));
+    viewer.wait_for_frames(0, 30, PATIENCE);
     b.proc.signal(Signal::INT);
     let closed = rt.block_on(async {
         let r = receive(&mut c, Instant::now() + PATIENCE).await;
@@ -1197,11 +1197,16 @@ fn view_reconnects_to_a_restarted_bridge_with_the_same_certificate() {
     );
     let out = b.proc.finish(PATIENCE);
     assert!(out.status.success(), "bridge: {}", stderr(&out));
-    // A new bridge on the same port, same certificate: the view finds it.
-    std::thread::sleep(Duration::from_millis(500));
+    // A new bridge on the same port, same certificate: the view finds it and verifies
+    // frames from it.
+    let lost = viewer.lines();
     let listen = format!("127.0.0.1:{port}");
     let b2 = QuicBridge::start_on(&ring, &listen, &tls_args);
-    std::thread::sleep(Duration::from_secs(3));
+    let back = viewer.wait_for(lost, "reconnected", PATIENCE, |l| {
+        l.contains("reconnected to")
+    });
+    let before = viewer.frames();
+    viewer.wait_for_frames(back, before + 30, PATIENCE);
     viewer.signal(Signal::INT);
     let out = viewer.finish(PATIENCE);
     let s = summary(&out);

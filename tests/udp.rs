@@ -518,32 +518,37 @@ fn follows_a_bridge_restart_and_a_producer_restart() {
     let mut p = producer("udp-restart", 2, "160x120");
     let b = bridge(&p.ring, &[]);
     let addr = b.addr;
-    let viewer = spawn_view(&b.url(), &["--verify", "--json"]);
-    std::thread::sleep(Duration::from_secs(3));
+    let viewer = spawn_view(&b.url(), &["--verify", "--json"]).watch();
+    viewer.wait_for_frames(0, 30, T);
     // The bridge dies and comes back on the same port: it does not know the view's
     // keepalives (refused unknown_subscriber), the view subscribes again on a new stream.
     b.proc.signal(Signal::KILL);
     drop(b);
-    std::thread::sleep(Duration::from_millis(500));
     let listen = addr.to_string();
     let deadline = Instant::now() + Duration::from_secs(10);
+    let gone = viewer.lines();
     let b2 = loop {
         match UdpBridge::start(&p.ring, &listen, &[]) {
             Ok(b) => break b,
             Err(e) if Instant::now() > deadline => panic!("{e}"),
+            // The port may take a moment to be free again.
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     };
-    std::thread::sleep(Duration::from_secs(4));
+    let new_stream = |l: &str| l.contains("new stream");
+    let back = viewer.wait_for(gone, "a new stream", T, new_stream);
+    viewer.wait_for_frames(back, viewer.frames() + 30, T);
     // The producer dies, its ring is removed and another producer makes it again: frame
     // numbers start again from 0, the bridge starts a new stream, the view starts its
     // frame order over (a frame number going back would be counted corrupt). (A producer
     // taking over a dead one's ring goes on with its frame numbers.)
     p.proc.signal(Signal::KILL);
-    std::thread::sleep(Duration::from_millis(300));
+    let _ = p.proc.child.wait();
     let _ = std::fs::remove_file(shm_path(&p.ring));
+    let gone = viewer.lines();
     p.proc = start_producer(&p.ring, 2, "160x120");
-    std::thread::sleep(Duration::from_secs(4));
+    let back = viewer.wait_for(gone, "a second new stream", T, new_stream);
+    viewer.wait_for_frames(back, viewer.frames() + 30, T);
     viewer.signal(Signal::INT);
     let out = viewer.finish(T);
     let s = verified_summary(&out, &b2.log());

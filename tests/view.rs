@@ -374,11 +374,11 @@ fn reconnects_when_the_bridge_restarts() {
     let b = bridge(&p.ring, &[]);
     let port = b.port;
     // No --duration: stopped by SIGINT once the new bridge had time to serve it.
-    let viewer = Proc::spawn(&["view", &b.url(), "--verify", "--json"]);
-    std::thread::sleep(Duration::from_secs(3));
+    let viewer = Proc::spawn(&["view", &b.url(), "--verify", "--json"]).watch();
+    viewer.wait_for_frames(0, 30, T);
     b.proc.signal(Signal::KILL);
     drop(b);
-    std::thread::sleep(Duration::from_secs(1));
+    let lost = viewer.wait_for(0, "connection lost", T, |l| l.contains("connection lost"));
     // The same port again (retried: the old socket may take a moment to go).
     let listen = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -390,7 +390,8 @@ fn reconnects_when_the_bridge_restarts() {
         }
     };
     // Reconnection attempts back off to at most 2 s apart.
-    std::thread::sleep(Duration::from_secs(4));
+    let back = viewer.wait_for(lost, "reconnected", T, |l| l.contains("reconnected to"));
+    viewer.wait_for_frames(back, viewer.frames() + 30, T);
     viewer.signal(Signal::INT);
     let out = viewer.finish(T);
     let s = verified_summary(&out, &b2);

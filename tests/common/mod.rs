@@ -5,9 +5,10 @@
 
 pub mod relay;
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_camring");
@@ -115,6 +116,111 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The lines read so far and whether the stream ended, with the condition variable the
+/// reader thread signals.
+type Lines = Arc<(Mutex<(Vec<String>, bool)>, Condvar)>;
+
+/// A process whose stderr is read as it comes, so that a test waits for what it says
+/// instead of sleeping.
+pub struct Watched {
+    proc: Option<Proc>,
+    lines: Lines,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proc {
+    /// Reads its stderr line by line from now on.
+    pub fn watch(mut self) -> Watched {
+        let stderr = self.child.stderr.take().expect("stderr piped");
+        let lines: Lines = Arc::new((Mutex::new((Vec::new(), false)), Condvar::new()));
+        let shared = Arc::clone(&lines);
+        let reader = std::thread::spawn(move || {
+            let (lock, cv) = &*shared;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                lock.lock().unwrap().0.push(line);
+                cv.notify_all();
+            }
+            lock.lock().unwrap().1 = true;
+            cv.notify_all();
+        });
+        Watched {
+            proc: Some(self),
+            lines,
+            reader: Some(reader),
+        }
+    }
+}
+
+impl Watched {
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        if let Some(p) = &self.proc {
+            p.signal(sig);
+        }
+    }
+
+    /// The lines so far.
+    pub fn lines(&self) -> usize {
+        self.lines.0.lock().unwrap().0.len()
+    }
+
+    /// Waits until a line from index `from` on satisfies `pred`; returns its index. Panics
+    /// (with `what` and the stderr so far) after `timeout` or when stderr ends first.
+    pub fn wait_for(
+        &self,
+        from: usize,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> usize {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.lines;
+        let mut g = lock.lock().unwrap();
+        loop {
+            if let Some(i) = g.0.iter().skip(from).position(|l| pred(l)) {
+                return from + i;
+            }
+            let now = Instant::now();
+            if now >= deadline || g.1 {
+                panic!("waited {timeout:?} for {what}; stderr:\n{}", g.0.join("\n"));
+            }
+            g = cv.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits until a live line from index `from` on reports at least `frames` frames (the
+    /// `frames N` of `camring view` and `camring read` live lines); returns its index.
+    pub fn wait_for_frames(&self, from: usize, frames: u64, timeout: Duration) -> usize {
+        self.wait_for(from, &format!("{frames} frames"), timeout, |l| {
+            live_frames(l).is_some_and(|n| n >= frames)
+        })
+    }
+
+    /// The newest frame count a live line reported, 0 before any.
+    pub fn frames(&self) -> u64 {
+        let g = self.lines.0.lock().unwrap();
+        g.0.iter().rev().find_map(|l| live_frames(l)).unwrap_or(0)
+    }
+
+    /// Waits for its exit (as [`Proc::finish`]); its stderr is what was read.
+    pub fn finish(mut self, timeout: Duration) -> Output {
+        let mut out = self.proc.take().expect("not finished yet").finish(timeout);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        out.stderr = self.lines.0.lock().unwrap().0.join("\n").into_bytes();
+        out.stderr.push(b'\n');
+        out
+    }
+}
+
+/// The frames a live stats line reports (`…  frames N …`).
+pub fn live_frames(line: &str) -> Option<u64> {
+    line.split("  frames ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
 }
 
 /// Runs camring to completion (killed after `timeout`).
