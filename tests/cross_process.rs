@@ -424,3 +424,39 @@ fn permissions_ls_and_rm() {
     p.signal(Signal::TERM);
     assert!(p.finish(T).status.success());
 }
+
+/// What `camring read` says about a ring it cannot attach to: the ring and each cause,
+/// once (error types keep their cause as `source()`, out of their own message).
+#[test]
+fn an_unreadable_ring_is_explained_once() {
+    let ring = ring_name("sparse-src");
+    let _g = RingGuard(ring.clone());
+    let producer = produce(&ring, &["--cameras", "1", "--size", "64x48", "-q"]);
+    assert!(wait_for_frames(&ring, 1, T));
+    // A segment with a valid header that was never allocated past it (a sparse file).
+    let sparse = ring_name("sparse");
+    let _g2 = RingGuard(sparse.clone());
+    let bytes = std::fs::read(shm_path(&ring)).expect("read the segment");
+    std::fs::write(shm_path(&sparse), &bytes[..65_536]).expect("write the header");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(&sparse))
+        .expect("open");
+    file.set_len(bytes.len() as u64).expect("grow sparsely");
+    drop(file);
+    // A name that is a symlink (any local user can plant one in /dev/shm).
+    let link = ring_name("link");
+    let _g3 = RingGuard(link.clone());
+    std::os::unix::fs::symlink(shm_path(&ring), shm_path(&link)).expect("symlink");
+    drop(producer);
+    for (name, cause) in [
+        (&sparse, "not fully allocated (sparse file)"),
+        (&link, "Too many levels of symbolic links"),
+    ] {
+        let out = run(&["read", "--ring", name, "--duration", "1"], T);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        assert_eq!(err.matches(cause).count(), 1, "{err}");
+        assert_eq!(err.matches(name.as_str()).count(), 1, "{err}");
+    }
+}

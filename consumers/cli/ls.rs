@@ -1,5 +1,6 @@
 //! `camring ls` and `camring rm`.
 
+use camring_protocol::report::Report;
 use std::process::ExitCode;
 
 use camring_protocol::PixelFormat;
@@ -47,7 +48,7 @@ pub fn run_ls(args: LsArgs) -> anyhow::Result<ExitCode> {
         .filter_map(|n| match admin::inspect(n) {
             Ok(i) => Some(i),
             Err(e) => {
-                eprintln!("camring ls: {n}: {e}");
+                eprintln!("camring ls: {n}: {}", Report(&e));
                 None
             }
         })
@@ -121,7 +122,7 @@ pub fn run_rm(args: RmArgs) -> anyhow::Result<ExitCode> {
         match admin::remove(name, args.force) {
             Ok(()) => eprintln!("camring rm: removed {name}"),
             Err(e) => {
-                eprintln!("camring rm: {e}");
+                eprintln!("camring rm: {}", Report(&e));
                 code = ExitCode::FAILURE;
             }
         }

@@ -1,10 +1,10 @@
 //! `camring read`: attach to a ring, read frames, verify them, show live stats.
 
+use camring_protocol::report::Report;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use camring_reader::{Latency, OwnedFrame, ReadMode, Reader, Summary, Verdict, Verifier};
 use camring_shm::clock::now_ns;
 use camring_shm::{Follow, ProducerState, ReadError};
@@ -80,8 +80,8 @@ fn describe(state: ProducerState) -> String {
 
 /// Reads until `stop` or the duration ends, and returns the summary.
 pub fn consume(args: &ReadArgs, stop: &StopFlag) -> anyhow::Result<Summary> {
-    let mut reader = Reader::open_wait(&args.ring, Duration::from_secs_f64(args.wait.max(0.0)))
-        .with_context(|| format!("cannot read ring {:?}", args.ring))?;
+    // Every `OpenError` names the ring; its causes follow it once (main prints `{:#}`).
+    let mut reader = Reader::open_wait(&args.ring, Duration::from_secs_f64(args.wait.max(0.0)))?;
     reader.set_spin(Duration::from_micros(args.spin_us));
     let mode = match args.mode {
         ModeArg::Latest => ReadMode::Latest,
@@ -141,7 +141,7 @@ pub fn consume(args: &ReadArgs, stop: &StopFlag) -> anyhow::Result<Summary> {
                     Ok(Follow::Same) | Ok(Follow::Gone) => {}
                     Err(e) => {
                         if !args.quiet {
-                            eprintln!("camring read: {e}");
+                            eprintln!("camring read: {}", Report(&e));
                         }
                     }
                 }
@@ -229,7 +229,7 @@ pub fn consume(args: &ReadArgs, stop: &StopFlag) -> anyhow::Result<Summary> {
             Ok(None) | Err(ReadError::Torn) | Err(ReadError::Lapped) => {}
             Err(e @ ReadError::Corrupt(_)) => {
                 if !args.quiet {
-                    eprintln!("camring read: skipped an invalid slot: {e}");
+                    eprintln!("camring read: skipped an invalid slot: {}", Report(&e));
                 }
             }
         }

@@ -64,7 +64,7 @@ pub enum GroupError {
     #[error("{0}")]
     Config(String),
     /// A ring could not be created.
-    #[error("ring {ring:?}: {source}")]
+    #[error("ring {ring:?}")]
     Create {
         /// The ring.
         ring: String,
@@ -73,7 +73,7 @@ pub enum GroupError {
         source: camring_shm::CreateError,
     },
     /// A frame could not be published.
-    #[error("ring {ring:?}: {source}")]
+    #[error("ring {ring:?}")]
     Write {
         /// The ring.
         ring: String,

@@ -17,7 +17,7 @@ use crate::frame::{Feed, SourceState, Stop};
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// An IO error (connect, read, device).
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The HTTP server answered something other than an MJPEG stream, or broke the
     /// protocol.

@@ -12,6 +12,7 @@ pub mod format;
 pub mod layout;
 pub mod pattern;
 pub mod quic;
+pub mod report;
 pub mod session;
 pub mod udp;
 pub mod wire;

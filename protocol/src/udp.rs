@@ -311,7 +311,7 @@ pub enum DatagramError {
         actual: usize,
     },
     /// A fragment's header is invalid.
-    #[error("invalid fragment: {0}")]
+    #[error("invalid fragment")]
     Fragment(#[from] FragmentError),
     /// A request shorter than [`MIN_REQUEST_SIZE`] (an unpadded request, which the server
     /// must not answer).

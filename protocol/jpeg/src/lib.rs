@@ -18,13 +18,13 @@ pub const MAX_PATTERN_ERROR: f64 = 20.0;
 #[derive(Debug, thiserror::Error)]
 pub enum JpegError {
     /// turbojpeg refused the operation (corrupt data, output too small, ...).
-    #[error("turbojpeg: {0}")]
+    #[error("turbojpeg")]
     Turbo(#[from] turbojpeg::Error),
     /// The source format cannot be encoded directly.
     #[error("cannot encode {0} directly")]
     Unsupported(PixelFormat),
     /// The decoded image does not carry the expected synthetic pattern.
-    #[error("synthetic pattern: {0}")]
+    #[error("synthetic pattern")]
     Pattern(#[from] PatternError),
 }
 

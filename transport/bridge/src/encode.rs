@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use camring_protocol::control::DEFAULT_QUALITY;
+use camring_protocol::report::Report;
 pub use camring_protocol::session::Variant;
 use camring_protocol::wire::{
     self, CameraInfo, MessageHeader, CAM_DOWNSCALED, CAM_MISSING, CAM_REENCODED,
@@ -189,7 +190,7 @@ fn missing(info: &CameraInfo) -> Encoded {
 #[derive(Debug, thiserror::Error)]
 pub enum MakeError {
     /// turbojpeg refused (a corrupt JPEG from the ring, an absurd size).
-    #[error("jpeg: {0}")]
+    #[error("jpeg")]
     Jpeg(#[from] turbojpeg::Error),
     /// Resizing failed.
     #[error("resize: {0}")]
@@ -238,9 +239,10 @@ fn make(camera: &SourceCamera, variant: Variant, metrics: &Metrics) -> Encoded {
         Err(e) => {
             metrics.encode_errors.inc();
             tracing::warn!(
-                "camera {} frame {}: {e}; sent missing",
+                "camera {} frame {}: {}; sent missing",
                 info.camera_id,
-                info.sequence
+                info.sequence,
+                Report(&e)
             );
             missing(info)
         }

@@ -196,10 +196,10 @@ impl QuicConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum QuicError {
     /// The UDP socket could not be bound, or the ring thread not started.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// The certificate or key was refused.
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] TlsError),
 }
 

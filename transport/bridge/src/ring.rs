@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use camring_protocol::control::{CameraDescription, ProducerStatus};
+use camring_protocol::report::Report;
 pub use camring_protocol::session::RingStatus;
 use camring_protocol::wire::{CameraInfo, CAM_MISSING};
 use camring_protocol::PixelFormat;
@@ -139,12 +140,13 @@ fn run(name: &str, feed: &Feed, metrics: &Metrics) {
         let reader = match Reader::open(name) {
             Ok(r) => r,
             Err(e) => {
-                let text = e.to_string();
+                // Every `OpenError` names the ring.
+                let text = Report(&e).to_string();
                 if text != last_error {
                     if e.is_transient() {
-                        tracing::info!("ring {name:?}: {e}; waiting for it");
+                        tracing::info!("{text}; waiting for it");
                     } else {
-                        tracing::warn!("ring {name:?}: {e}; retrying");
+                        tracing::warn!("{text}; retrying");
                     }
                     last_error = text;
                 }
@@ -234,7 +236,7 @@ fn follow_ring(mut reader: Reader, feed: &Feed, metrics: &Metrics) {
                     Ok(false) => {}
                     Err(e) => {
                         metrics.ring_errors.inc();
-                        tracing::debug!("ring {:?}: frame refused: {e}", reader.name());
+                        tracing::debug!("ring {:?}: frame refused: {}", reader.name(), Report(&e));
                     }
                 }
             } else {
@@ -259,7 +261,7 @@ fn follow_ring(mut reader: Reader, feed: &Feed, metrics: &Metrics) {
                 );
             }
             Ok(Follow::Same) | Ok(Follow::Gone) => {}
-            Err(e) => tracing::warn!("ring {:?}: {e}", reader.name()),
+            Err(e) => tracing::warn!("{}", Report(&e)),
         }
         set_status(
             feed,

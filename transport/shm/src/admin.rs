@@ -127,7 +127,7 @@ pub enum RemoveError {
         pid: u32,
     },
     /// The OS refused.
-    #[error("cannot remove ring {name:?}: {source}")]
+    #[error("cannot remove ring {name:?}")]
     Io {
         /// Ring name.
         name: String,

@@ -33,7 +33,7 @@ pub enum CreateError {
         bytes: u64,
     },
     /// Another OS error.
-    #[error("ring {name:?}: {source}")]
+    #[error("ring {name:?}")]
     Io {
         /// Ring name.
         name: String,
@@ -59,7 +59,7 @@ pub enum OpenError {
     #[error("ring {0:?} is still being initialized")]
     Initializing(String),
     /// The segment's layout is not one this reader accepts.
-    #[error("ring {name:?}: {source}")]
+    #[error("ring {name:?}")]
     Layout {
         /// Ring name.
         name: String,
@@ -68,7 +68,7 @@ pub enum OpenError {
         source: LayoutError,
     },
     /// Another OS error.
-    #[error("ring {name:?}: {source}")]
+    #[error("ring {name:?}")]
     Io {
         /// Ring name.
         name: String,
@@ -95,7 +95,7 @@ pub enum ReadError {
     #[error("lapped: the frame was overwritten before it was read")]
     Lapped,
     /// A consistent slot header failed validation (a hostile or corrupt ring).
-    #[error("corrupt slot header: {0}")]
+    #[error("corrupt slot header")]
     Corrupt(#[from] SlotError),
 }
 
@@ -114,6 +114,6 @@ pub enum WriteError {
     #[error("{0} cameras but the ring has room for {1}")]
     TooManyCameras(usize, u32),
     /// The camera entries would not pass a reader's validation.
-    #[error("camera entries are invalid: {0}")]
+    #[error("camera entries are invalid")]
     Invalid(#[from] SlotError),
 }

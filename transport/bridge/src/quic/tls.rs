@@ -23,7 +23,7 @@ pub const ALPN: &[u8] = b"camring/1";
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// rcgen could not make a certificate.
-    #[error("cannot generate a certificate: {0}")]
+    #[error("cannot generate a certificate")]
     Generate(#[from] rcgen::Error),
     /// A PEM file could not be read or holds nothing usable.
     #[error("{path}: {message}")]
@@ -37,7 +37,7 @@ pub enum TlsError {
     #[error("bad SHA-256 fingerprint {0:?}: expected 64 hexadecimal digits (colons allowed)")]
     Fingerprint(String),
     /// rustls refused the configuration (a key that does not match the certificate, ...).
-    #[error("TLS: {0}")]
+    #[error("TLS")]
     Rustls(#[from] rustls::Error),
     /// quinn refused the rustls configuration.
     #[error("QUIC TLS: {0}")]
