@@ -34,45 +34,6 @@ type Ws = WebSocketStream<TcpStream>;
 /// so that a broken bridge fails the test instead of hanging it.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Held for the whole of each test: they measure rates and shares of frames with a producer,
-/// a bridge and many clients each, which two at once on a small machine would distort.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// A synthetic producer: `cameras` cameras of `size` at `fps`, ring format `format`.
-fn producer(ring: &str, cameras: u32, size: &str, fps: u32, format: &str) -> Proc {
-    let (cameras, fps) = (cameras.to_string(), fps.to_string());
-    let p = produce(
-        ring,
-        &[
-            "--cameras",
-            &cameras,
-            "--size",
-            size,
-            "--fps",
-            &fps,
-            "--format",
-            format,
-            "-q",
-        ],
-    );
-    assert!(
-        wait_for_frames(ring, 1, PATIENCE),
-        "producer of {ring} did not start"
-    );
-    p
-}
-
 // ---------------------------------------------------------------------------------------
 // WebSocket clients
 // ---------------------------------------------------------------------------------------
@@ -500,11 +461,6 @@ fn span(frames: &[Got]) -> u64 {
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 // ---------------------------------------------------------------------------------------
 // 1. Many clients, many settings
 // ---------------------------------------------------------------------------------------
@@ -533,7 +489,7 @@ fn fifty_clients_with_their_own_settings_get_verified_frames() {
     const RUN: Duration = Duration::from_secs(12);
     let ring = ring_name("ws50");
     let _g = RingGuard(ring.clone());
-    let _p = producer(&ring, 3, "160x120", FPS, "jpeg");
+    let _p = live_producer(&ring, 3, "160x120", FPS, "jpeg");
     let bridge = Bridge::start(&ring, &[]);
     let addr = bridge.addr;
     let rt = runtime();
@@ -703,11 +659,11 @@ fn fifty_clients_with_their_own_settings_get_verified_frames() {
                     before.len()
                 );
                 let gaps = |g: &[Got]| -> f64 {
-                    let mut d: Vec<f64> = g
+                    let d: Vec<f64> = g
                         .windows(2)
                         .map(|w| (w[1].frame - w[0].frame) as f64)
                         .collect();
-                    median(&mut d)
+                    median(&d)
                 };
                 let (capped, uncapped) = (gaps(before), gaps(after));
                 assert!(
@@ -755,7 +711,7 @@ fn pause_stops_frames_from_its_state_on() {
     let _serial = one_at_a_time();
     let ring = ring_name("wspause");
     let _g = RingGuard(ring.clone());
-    let _p = producer(&ring, 2, "320x240", 30, "jpeg");
+    let _p = live_producer(&ring, 2, "320x240", 30, "jpeg");
     let bridge = Bridge::start(&ring, &[]);
     let addr = bridge.addr;
     runtime().block_on(async {
@@ -812,7 +768,7 @@ fn slow_client_lags_a_bounded_number_of_frames_and_fast_ones_keep_the_rate() {
     const PAUSE: Duration = Duration::from_millis(300);
     let ring = ring_name("wsslow");
     let _g = RingGuard(ring.clone());
-    let _p = producer(&ring, 2, "320x240", FPS, "jpeg");
+    let _p = live_producer(&ring, 2, "320x240", FPS, "jpeg");
     let bridge = Bridge::start(&ring, &[]);
     let addr = bridge.addr;
     let rt = runtime();
@@ -917,10 +873,10 @@ fn slow_client_lags_a_bounded_number_of_frames_and_fast_ones_keep_the_rate() {
     // (median, max) lag of each third.
     let thirds: Vec<(f64, f64)> = (0..3)
         .map(|k| {
-            let mut v = part(k);
+            let v = part(k);
             assert!(v.len() >= 5, "too few slow frames: {}", c.frames.len());
             let max = v.iter().copied().fold(0.0, f64::max);
-            (median(&mut v), max)
+            (median(&v), max)
         })
         .collect();
     let ((early_median, early_max), (late_median, late_max)) = (thirds[0], thirds[2]);
@@ -1093,7 +1049,7 @@ fn clients_vanishing_mid_frame_cost_only_their_connection() {
     const ROUNDS: usize = 36;
     let ring = ring_name("wsgone");
     let _g = RingGuard(ring.clone());
-    let _p = producer(&ring, 2, "320x240", FPS, "jpeg");
+    let _p = live_producer(&ring, 2, "320x240", FPS, "jpeg");
     let mut bridge = Bridge::start(&ring, &[]);
     let addr = bridge.addr;
     let rt = runtime();
@@ -1225,7 +1181,7 @@ fn garbage_from_clients_is_refused_and_harms_nobody_else() {
     const FPS: u32 = 30;
     let ring = ring_name("wsjunk");
     let _g = RingGuard(ring.clone());
-    let _p = producer(&ring, 2, "320x240", FPS, "jpeg");
+    let _p = live_producer(&ring, 2, "320x240", FPS, "jpeg");
     let mut bridge = Bridge::start(&ring, &[]);
     let addr = bridge.addr;
     let rt = runtime();
@@ -1458,7 +1414,7 @@ fn token_is_required_everywhere_but_healthz() {
     let _serial = one_at_a_time();
     let ring = ring_name("wstoken");
     let _g = RingGuard(ring.clone());
-    let _p = producer(&ring, 2, "320x240", 30, "jpeg");
+    let _p = live_producer(&ring, 2, "320x240", 30, "jpeg");
     let mut bridge = Bridge::start(&ring, &["--token", "secret"]);
     let addr = bridge.addr;
     runtime().block_on(async {
@@ -1554,7 +1510,7 @@ fn client_limit_refuses_with_503_and_frees_the_place_of_one_that_left() {
     let _serial = one_at_a_time();
     let ring = ring_name("wsfull");
     let _g = RingGuard(ring.clone());
-    let _p = producer(&ring, 2, "320x240", 30, "jpeg");
+    let _p = live_producer(&ring, 2, "320x240", 30, "jpeg");
     let bridge = Bridge::start(&ring, &["--max-clients", "2"]);
     let addr = bridge.addr;
     runtime().block_on(async {
@@ -1664,7 +1620,7 @@ fn encodes_grow_with_distinct_settings_not_with_clients() {
     const WINDOW: Duration = Duration::from_secs(5);
     let ring = ring_name("wsenc");
     let _g = RingGuard(ring.clone());
-    let _p = producer(&ring, 2, "320x240", 20, "rgb8");
+    let _p = live_producer(&ring, 2, "320x240", 20, "rgb8");
     let bridge = Bridge::start(&ring, &[]);
     let addr = bridge.addr;
     let rt = runtime();
@@ -1740,7 +1696,7 @@ fn jpeg_ring_at_default_quality_is_forwarded_as_is() {
     let _serial = one_at_a_time();
     let ring = ring_name("wsfwd");
     let _g = RingGuard(ring.clone());
-    let _p = producer(&ring, 2, "320x240", 20, "jpeg");
+    let _p = live_producer(&ring, 2, "320x240", 20, "jpeg");
     let bridge = Bridge::start(&ring, &[]);
     let addr = bridge.addr;
     // One variant (the default quality, no size limit) whatever the cameras asked for.
@@ -1908,7 +1864,7 @@ fn snapshots_and_mjpeg_carry_the_cameras_patterns() {
     let _serial = one_at_a_time();
     let ring = ring_name("wssnap");
     let _g = RingGuard(ring.clone());
-    let _p = producer(&ring, 3, "320x240", 20, "jpeg");
+    let _p = live_producer(&ring, 3, "320x240", 20, "jpeg");
     let mut bridge = Bridge::start(&ring, &[]);
     let addr = bridge.addr;
     runtime().block_on(async {
@@ -2009,7 +1965,7 @@ fn snapshot_is_never_older_than_the_newest_frame_when_asked() {
     let _serial = one_at_a_time();
     let ring = ring_name("wsfresh");
     let _g = RingGuard(ring.clone());
-    let _p = producer(&ring, 2, "320x240", 30, "jpeg");
+    let _p = live_producer(&ring, 2, "320x240", 30, "jpeg");
     let bridge = Bridge::start(&ring, &[]);
     let addr = bridge.addr;
     runtime().block_on(async {
@@ -2058,7 +2014,7 @@ fn mjpeg_of_an_unknown_camera_is_404() {
     let _serial = one_at_a_time();
     let ring = ring_name("wsmj404");
     let _g = RingGuard(ring.clone());
-    let _p = producer(&ring, 2, "320x240", 30, "jpeg");
+    let _p = live_producer(&ring, 2, "320x240", 30, "jpeg");
     let bridge = Bridge::start(&ring, &[]);
     let addr = bridge.addr;
     runtime().block_on(async {

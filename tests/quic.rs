@@ -29,45 +29,6 @@ use rustix::process::Signal;
 /// Only there so that a broken bridge fails a test instead of hanging it.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Held for the whole of each test: they compare rates, which two tests at once on a
-/// small machine would distort.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// A synthetic producer: `cameras` cameras of `size` at `fps`, ring format `format`.
-fn producer(ring: &str, cameras: u32, size: &str, fps: u32, format: &str) -> Proc {
-    let (cameras, fps) = (cameras.to_string(), fps.to_string());
-    let p = produce(
-        ring,
-        &[
-            "--cameras",
-            &cameras,
-            "--size",
-            size,
-            "--fps",
-            &fps,
-            "--format",
-            format,
-            "-q",
-        ],
-    );
-    assert!(
-        wait_for_frames(ring, 1, PATIENCE),
-        "producer of {ring} did not start"
-    );
-    p
-}
-
 /// The ring's newest frame number (from `camring ls`).
 fn ring_head(ring: &str) -> u64 {
     ls_field(ring, "frames")
@@ -169,14 +130,7 @@ impl QuicBridge {
 
     /// Its `/metrics` (needs `--metrics`), parsed.
     async fn metrics(&self, token: Option<&str>) -> HashMap<String, f64> {
-        let addr = self.metrics.expect("started with --metrics");
-        let target = match token {
-            Some(t) => format!("/metrics?token={t}"),
-            None => "/metrics".to_owned(),
-        };
-        let r = http_get(addr, &target, &[]).await.expect("GET /metrics");
-        assert_eq!(r.status, 200, "/metrics: {}", r.text());
-        parse_metrics(&r.text())
+        bridge_metrics(self.metrics.expect("started with --metrics"), token).await
     }
 }
 
@@ -491,7 +445,7 @@ fn several_clients_get_verified_frames_with_their_own_settings() {
     let _serial = one_at_a_time();
     let ring = ring_name("quic-many");
     let _guard = RingGuard(ring.clone());
-    let _producer = producer(&ring, 3, "320x240", 30, "jpeg");
+    let _producer = live_producer(&ring, 3, "320x240", 30, "jpeg");
     let b = QuicBridge::start(&ring, &["--metrics", "127.0.0.1:0"]);
     // A `camring view` process alongside, with the CLI's own checks.
     let viewer = {
@@ -591,7 +545,7 @@ fn control_stream_changes_settings_pauses_and_survives_bad_lines() {
     let _serial = one_at_a_time();
     let ring = ring_name("quic-control");
     let _guard = RingGuard(ring.clone());
-    let _producer = producer(&ring, 3, "320x240", 30, "jpeg");
+    let _producer = live_producer(&ring, 3, "320x240", 30, "jpeg");
     let b = QuicBridge::start(&ring, &[]);
     let rt = runtime();
     rt.block_on(async {
@@ -699,7 +653,7 @@ fn certificates_are_pinned_or_checked_and_the_token_is_enforced() {
     let _serial = one_at_a_time();
     let ring = ring_name("quic-tls");
     let _guard = RingGuard(ring.clone());
-    let _producer = producer(&ring, 2, "320x240", 30, "jpeg");
+    let _producer = live_producer(&ring, 2, "320x240", 30, "jpeg");
     let dir = TempDir::new("quic-tls");
     let id = Identity::generate(&["localhost".into(), "127.0.0.1".into()]).unwrap();
     let cert = dir.file("cert.pem", &id.cert_pem());
@@ -844,7 +798,7 @@ fn stalled_client_has_its_old_streams_reset_and_slows_nobody() {
     let ring = ring_name("quic-stall");
     let _guard = RingGuard(ring.clone());
     // 4 cameras of 640x480 JPEG: messages of ~150 KB.
-    let _producer = producer(&ring, 4, "640x480", 30, "jpeg");
+    let _producer = live_producer(&ring, 4, "640x480", 30, "jpeg");
     let b = QuicBridge::start(&ring, &["--metrics", "127.0.0.1:0"]);
     let rt = runtime();
     let stall = Duration::from_secs(4);
@@ -1015,7 +969,7 @@ fn hostile_datagrams_and_control_garbage_harm_nobody() {
     let _serial = one_at_a_time();
     let ring = ring_name("quic-hostile");
     let _guard = RingGuard(ring.clone());
-    let _producer = producer(&ring, 2, "320x240", 30, "jpeg");
+    let _producer = live_producer(&ring, 2, "320x240", 30, "jpeg");
     let mut b = QuicBridge::start(&ring, &["--metrics", "127.0.0.1:0"]);
     let rt = runtime();
     let pid = b.proc.pid();
@@ -1159,7 +1113,7 @@ fn view_reconnects_to_a_restarted_bridge_with_the_same_certificate() {
     let _serial = one_at_a_time();
     let ring = ring_name("quic-restart");
     let _guard = RingGuard(ring.clone());
-    let _producer = producer(&ring, 2, "320x240", 30, "jpeg");
+    let _producer = live_producer(&ring, 2, "320x240", 30, "jpeg");
     let dir = TempDir::new("quic-restart");
     let id = Identity::generate(&["localhost".into(), "127.0.0.1".into()]).unwrap();
     let cert = dir.file("cert.pem", &id.cert_pem());
@@ -1226,7 +1180,7 @@ fn in_order_mode_serves_verified_frames_in_order() {
     let _serial = one_at_a_time();
     let ring = ring_name("quic-in-order");
     let _guard = RingGuard(ring.clone());
-    let _producer = producer(&ring, 3, "320x240", 30, "jpeg");
+    let _producer = live_producer(&ring, 3, "320x240", 30, "jpeg");
     let b = QuicBridge::start(&ring, &["--in-order"]);
     let rt = runtime();
     rt.block_on(async {
@@ -1323,11 +1277,11 @@ fn quic_through_relay(
     let _serial = one_at_a_time();
     let ring = ring_name(test);
     let _guard = RingGuard(ring.clone());
-    let _producer = producer(&ring, 2, "320x240", 30, "jpeg");
+    let _producer = live_producer(&ring, 2, "320x240", 30, "jpeg");
     let b = QuicBridge::start(&ring, &["--congestion", "bbr"]);
     // The message size, straight from the bridge (no relay) for a second.
     let rt = runtime();
-    let mut sizes: Vec<f64> = rt.block_on(async {
+    let sizes: Vec<f64> = rt.block_on(async {
         let mut c = dial(&b, "{}", None).await;
         let r = receive(&mut c, Instant::now() + Duration::from_secs(1)).await;
         c.conn.close(VarInt::from_u32(0), b"done");
@@ -1335,7 +1289,7 @@ fn quic_through_relay(
     });
     drop(rt);
     assert!(sizes.len() > 5, "{} messages in a second", sizes.len());
-    let size = median(&mut sizes);
+    let size = median(&sizes);
     let packets = (size as usize).div_ceil(PACKET_PAYLOAD);
 
     let relay = Relay::start(b.addr, impair);

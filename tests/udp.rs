@@ -13,10 +13,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Output;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use camring_bridge::udp::client::{self, Client, ClientConfig, Event};
@@ -83,38 +82,18 @@ impl UdpBridge {
     fn start(ring: &str, listen: &str, extra: &[&str]) -> Result<UdpBridge, String> {
         let mut args = vec!["bridge", "udp", "--ring", ring, "--listen", listen];
         args.extend_from_slice(extra);
-        let mut proc = Proc::spawn(&args);
-        let stderr = proc.child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line
-                    .split("listening on udp://")
-                    .nth(1)
-                    .and_then(|rest| rest.split(' ').next())
-                    .and_then(|a| a.parse::<SocketAddr>().ok())
-                {
-                    let _ = tx.send(addr);
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        match rx.recv_timeout(T) {
-            Ok(addr) => Ok(UdpBridge { proc, addr, log }),
-            Err(_) => {
-                drop(proc);
-                std::thread::sleep(Duration::from_millis(100));
-                Err(format!(
-                    "the bridge printed no `listening on` line:\n{}",
-                    log.lock().unwrap()
-                ))
-            }
-        }
+        let find = |line: &str| {
+            line.split("listening on udp://")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+        };
+        let l = spawn_logged(&args, find, T)?;
+        Ok(UdpBridge {
+            proc: l.proc,
+            addr: l.found,
+            log: l.log,
+        })
     }
 
     fn url(&self) -> String {
@@ -465,7 +444,7 @@ fn fragments_are_paced_over_the_frame_period() {
         e.1 = e.1.max(t);
         e.2 += 1;
     }
-    let mut ms: Vec<f64> = spans
+    let ms: Vec<f64> = spans
         .values()
         .filter(|&&(_, _, n)| n > 10)
         .map(|&(first, last, _)| (last - first).as_secs_f64() * 1e3)
@@ -473,7 +452,7 @@ fn fragments_are_paced_over_the_frame_period() {
     assert!(ms.len() > 20, "{} messages", ms.len());
     // Not a burst: the median message took at least a third of its 16.7 ms window to
     // arrive (a lower bound only: a busy machine spreads it further).
-    let m = median(&mut ms);
+    let m = median(&ms);
     assert!(m >= 5.0, "median spread {m} ms: {ms:?}");
 }
 

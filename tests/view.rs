@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,37 +71,17 @@ impl WsBridge {
     fn start(ring: &str, listen: &str, extra: &[&str]) -> Result<WsBridge, String> {
         let mut args = vec!["bridge", "ws", "--ring", ring, "--listen", listen];
         args.extend_from_slice(extra);
-        let mut proc = Proc::spawn(&args);
-        let stderr = proc.child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(port) = line
-                    .split_once("listening on http://127.0.0.1:")
-                    .and_then(|(_, rest)| rest.split('/').next())
-                    .and_then(|p| p.parse::<u16>().ok())
-                {
-                    let _ = tx.send(port);
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        match rx.recv_timeout(T) {
-            Ok(port) => Ok(WsBridge { proc, port, log }),
-            Err(_) => {
-                drop(proc);
-                std::thread::sleep(Duration::from_millis(100));
-                Err(format!(
-                    "the bridge printed no `listening on` line:\n{}",
-                    log.lock().unwrap()
-                ))
-            }
-        }
+        let find = |line: &str| {
+            line.split_once("listening on http://127.0.0.1:")
+                .and_then(|(_, rest)| rest.split('/').next())
+                .and_then(|p| p.parse::<u16>().ok())
+        };
+        let l = spawn_logged(&args, find, T)?;
+        Ok(WsBridge {
+            proc: l.proc,
+            port: l.found,
+            log: l.log,
+        })
     }
 
     fn url(&self) -> String {

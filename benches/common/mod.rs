@@ -11,7 +11,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -36,26 +36,9 @@ pub fn child_args() -> Option<Vec<String>> {
     }
 }
 
-/// A ring name unique to this process and call.
-pub fn ring_name(what: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "bench-{what}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Removes the ring's segment when dropped, in case the writer could not (belt and braces:
-/// `Writer`'s drop removes it already).
-#[derive(Debug)]
-pub struct RingGuard(pub String);
-
-impl Drop for RingGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(camring_shm::path_of(&self.0));
-    }
-}
+// Not every bench uses each of them.
+#[allow(unused_imports)]
+pub use camring_testkit::{median, ring_name, RingGuard};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -193,21 +176,6 @@ pub fn add_buckets(h: &mut Histogram<u64>, pairs: &serde_json::Value) -> Result<
 /// Records `ns` into `h`, clamped into its range.
 pub fn record(h: &mut Histogram<u64>, ns: u64) {
     h.saturating_record(ns.max(1));
-}
-
-/// The median of `xs` (0 for none).
-pub fn median(xs: &[f64]) -> f64 {
-    if xs.is_empty() {
-        return 0.0;
-    }
-    let mut v = xs.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
 }
 
 /// Formats nanoseconds with a unit that keeps three or four significant digits.

@@ -8,6 +8,7 @@
 //! No assertion is on how long anything took; deadlines only keep a broken run from
 //! hanging.
 
+use camring_testkit::{ring_name, RingGuard};
 use std::time::{Duration, Instant};
 
 use camring_producer::frame::Stop;
@@ -27,18 +28,6 @@ const HANG_GUARD: Duration = Duration::from_secs(60);
 /// instructions between reading the two clocks.
 const TICK_SLACK_NS: f64 = 2_000_000.0;
 
-/// Removes the rings' segments when dropped, whatever happened (the group removes them on
-/// a clean drop; this covers panics before or during it).
-struct RingGuard(Vec<String>);
-
-impl Drop for RingGuard {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = std::fs::remove_file(camring_shm::path_of(name));
-        }
-    }
-}
-
 /// Requests stop when dropped, so a panicking reader ends the ticking thread at once.
 struct StopOnDrop(Stop);
 
@@ -46,10 +35,6 @@ impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.stop();
     }
-}
-
-fn ring_name(test: &str) -> String {
-    format!("t-psync-{test}-{}", std::process::id())
 }
 
 fn ring(name: &str, format: RingFormat, slots: u32) -> RingSpec {
@@ -182,7 +167,7 @@ fn drain(reader: &mut Reader, verifier: &mut Verifier, out: &mut Vec<Rec>) {
 /// ring on this thread meanwhile.
 fn run(config: GroupConfig, until: Until) -> Run {
     let names: Vec<String> = config.rings.iter().map(|r| r.name.clone()).collect();
-    let _guard = RingGuard(names.clone());
+    let _guards: Vec<RingGuard> = names.iter().cloned().map(RingGuard).collect();
     let started = Instant::now();
     let mut group = Group::start(config).expect("the group starts");
     // Opened before the first tick: each reader starts at frame 0.

@@ -1016,11 +1016,11 @@ mod tests {
             SettingsUpdate::default(),
             SettingsUpdate {
                 quality: Some(Quality::Auto),
-                max_width: Some(640),
-                max_height: Some(360),
-                fps: Some(7.5),
-                skip: Some(2),
-                cameras: Some(CameraSet::Only(vec![0, 2])),
+                max_width: Some(1920),
+                max_height: Some(1),
+                fps: Some(0.25),
+                skip: Some(7),
+                cameras: Some(CameraSet::Only(vec![15, 3, 0])),
             },
             SettingsUpdate {
                 quality: Some(Quality::Fixed(55)),

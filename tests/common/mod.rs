@@ -7,25 +7,14 @@ pub mod relay;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_camring");
 
-/// A ring name unique to this test process and call.
-pub fn ring_name(test: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "t-{test}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-pub fn shm_path(ring: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(format!("/dev/shm/camring-{ring}"))
-}
+// Not every test file uses each of them.
+#[allow(unused_imports)]
+pub use camring_testkit::{median, ring_name, shm_path, RingGuard};
 
 /// Permission bits of the ring's segment.
 pub fn shm_mode(ring: &str) -> u32 {
@@ -42,15 +31,6 @@ pub fn produce(ring: &str, extra: &[&str]) -> Proc {
     let mut args = vec!["produce", "--ring", ring];
     args.extend_from_slice(extra);
     Proc::spawn(&args)
-}
-
-/// Removes the ring's segment when dropped, whatever the test did.
-pub struct RingGuard(pub String);
-
-impl Drop for RingGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(shm_path(&self.0));
-    }
 }
 
 /// A child process killed (SIGKILL) when dropped.
@@ -223,6 +203,92 @@ pub fn live_frames(line: &str) -> Option<u64> {
         .and_then(|r| r.split_whitespace().next()?.parse().ok())
 }
 
+/// A `camring` process (a bridge, say) whose stderr a thread drains into a log (so it
+/// never blocks on a full pipe), started once a line of it gave what `find` looks for.
+pub struct Logged<T> {
+    pub proc: Proc,
+    pub log: Arc<Mutex<String>>,
+    pub found: T,
+}
+
+/// Starts `camring ARGS...` and waits up to `timeout` for a stderr line from which `find`
+/// gets a value (its listening address, say); the process is killed and its log returned
+/// as the error when none comes.
+pub fn spawn_logged<T: Send + 'static>(
+    args: &[&str],
+    find: impl Fn(&str) -> Option<T> + Send + 'static,
+    timeout: Duration,
+) -> Result<Logged<T>, String> {
+    let mut proc = Proc::spawn(args);
+    let stderr = proc.child.stderr.take().expect("piped stderr");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = Arc::clone(&log);
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(v) = find(&line) {
+                let _ = tx.send(v);
+            }
+            let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(found) => Ok(Logged { proc, log, found }),
+        Err(_) => {
+            // Killed (and reaped) by the drop; its last lines are in once the pipe ends.
+            drop(proc);
+            let _ = reader.join();
+            let log = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            Err(format!(
+                "{}: no line it was waited for:\n{log}",
+                args.join(" ")
+            ))
+        }
+    }
+}
+
+/// Held for the whole of each test of a file: they compare rates or shares of frames,
+/// which two tests at once on a small machine would distort.
+pub fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The runtime of in-test network clients: 2 workers, like the machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A synthetic producer (`cameras` cameras of `size` at `fps`, ring format `format`),
+/// once it has published.
+pub fn live_producer(ring: &str, cameras: u32, size: &str, fps: u32, format: &str) -> Proc {
+    let (cameras, fps) = (cameras.to_string(), fps.to_string());
+    let args = [
+        "--cameras",
+        &cameras,
+        "--size",
+        size,
+        "--fps",
+        &fps,
+        "--format",
+        format,
+        "-q",
+    ];
+    let p = produce(ring, &args);
+    assert!(
+        wait_for_frames(ring, 1, Duration::from_secs(60)),
+        "producer of {ring} did not start"
+    );
+    p
+}
+
 /// Runs camring to completion (killed after `timeout`).
 pub fn run(args: &[&str], timeout: Duration) -> Output {
     Proc::spawn(args).finish(timeout)
@@ -287,11 +353,6 @@ pub fn live_p50s(stderr: &str) -> Vec<f64> {
         .collect()
 }
 
-pub fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
 /// Latency does not grow: the median of the last third of the live lines' p50 is at most
 /// twice the first third's plus 20 ms. Returns the two medians, µs.
 pub fn assert_latency_steady(stderr: &str) -> (f64, f64) {
@@ -300,8 +361,8 @@ pub fn assert_latency_steady(stderr: &str) -> (f64, f64) {
     let p50s: Vec<f64> = p50s.into_iter().skip(1).filter(|&p| p > 0.0).collect();
     assert!(p50s.len() >= 6, "too few live lines: {stderr}");
     let third = p50s.len() / 3;
-    let first = median(&mut p50s[..third].to_vec());
-    let last = median(&mut p50s[p50s.len() - third..].to_vec());
+    let first = median(&p50s[..third]);
+    let last = median(&p50s[p50s.len() - third..]);
     assert!(
         last <= first * 2.0 + 20_000.0,
         "latency grew: first third {first} µs, last third {last} µs: {p50s:?}"

@@ -13,10 +13,7 @@ use camring_protocol::layout::{CameraEntry, CameraLayout};
 use camring_protocol::PixelFormat;
 use camring_shm::{ReadMode, Reader, RingConfig, Writer};
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+use camring_testkit::median;
 
 fn time(mut f: impl FnMut(), bytes: usize) -> f64 {
     // Enough repetitions for ~20 ms, then GB/s.
@@ -78,10 +75,10 @@ fn run(len: usize) {
     assert!(frame.validate().is_ok());
     println!(
         "{len:>9} B: SharedBytes::copy_to_slice {:.2} GB/s, memcpy from the mapping {:.2} GB/s, heap memcpy {:.2} GB/s; volatile/memcpy median ratio {:.3}",
-        median(&mut racy),
-        median(&mut mapped),
-        median(&mut heap_gbs),
-        median(&mut ratio)
+        median(&racy),
+        median(&mapped),
+        median(&heap_gbs),
+        median(&ratio)
     );
     drop(w);
 }
