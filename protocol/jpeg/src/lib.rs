@@ -1,11 +1,20 @@
 //! JPEG for camring through turbojpeg (libjpeg-turbo 3, built from source with SIMD):
-//! encoding raw camera images, decoding, and verifying synthetic JPEG frames.
+//! encoding raw camera images, decoding, verifying synthetic JPEG frames, transcoding to a
+//! client's quality and size ([`Transcoder`]) and reading a JPEG's quality
+//! ([`jpeg_quality`]). All of camring's JPEG code is here.
 //!
 //! No IO; every function works on memory the caller owns, so the producer can encode
 //! straight into a ring slot.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod markers;
+mod quality;
+mod transcode;
+
+pub use quality::jpeg_quality;
+pub use transcode::{TranscodeError, Transcoder};
 
 use camring_protocol::pattern::{self, PatternError};
 use camring_protocol::PixelFormat;
