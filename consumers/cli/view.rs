@@ -23,7 +23,7 @@ mod session;
 mod udp;
 mod url;
 
-use session::{Level, Saver, Session};
+use session::{Level, Saver, ViewSession};
 use url::{parse_setting, Target};
 
 /// Options of `camring view`.
@@ -153,7 +153,7 @@ pub fn run(args: ViewArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let start = Instant::now();
     let mut viewer = Viewer {
-        con: Console::new(&args, &stop, start, Session::new(args.verify, saver)),
+        con: Console::new(&args, &stop, start, ViewSession::new(args.verify, saver)),
         target: &target,
         start,
     };
@@ -339,14 +339,14 @@ struct Console<'a> {
     args: &'a ViewArgs,
     stop: &'a StopFlag,
     end: Option<Instant>,
-    session: Session,
+    session: ViewSession,
     resyncs: u64,
     last_line: Instant,
 }
 
 impl<'a> Console<'a> {
     /// Started at `start`: ends `--duration` later, if given.
-    fn new(args: &'a ViewArgs, stop: &'a StopFlag, start: Instant, session: Session) -> Self {
+    fn new(args: &'a ViewArgs, stop: &'a StopFlag, start: Instant, session: ViewSession) -> Self {
         Console {
             args,
             stop,

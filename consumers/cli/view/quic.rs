@@ -1,7 +1,7 @@
 //! `camring view quic://HOST:PORT`: a client of `camring bridge quic` (docs/protocol.md,
 //! 10.8). The server's certificate is checked by its pinned SHA-256 (`--cert-sha256`) or a
 //! CA (`--ca`); the hello carries the token and settings; every unidirectional stream is
-//! read whole, concurrently, and handed to the same [`Session`] as WebSocket messages, with
+//! read whole, concurrently, and handed to the same [`ViewSession`] as WebSocket messages, with
 //! the same live line, `--verify`, `--save` and `--json` summary (plus a `quic` object:
 //! streams received, reset by the server, stale).
 //!
@@ -23,7 +23,7 @@ use camring_shm::clock::now_ns;
 use quinn::{ConnectionError, VarInt};
 use tokio::sync::mpsc;
 
-use super::session::{Saver, Session};
+use super::session::{Saver, ViewSession};
 use super::{Console, ViewArgs, BACKOFF_MIN, CONNECT_TIMEOUT, POLL};
 use crate::signals::StopFlag;
 
@@ -198,7 +198,7 @@ pub fn run(args: &ViewArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let start = Instant::now();
     let mut viewer = Viewer {
-        con: Console::new(args, &stop, start, Session::new(args.verify, saver)),
+        con: Console::new(args, &stop, start, ViewSession::new(args.verify, saver)),
         target: &target,
         config,
         counts: Counts::default(),

@@ -75,7 +75,7 @@ impl Saver {
 
 /// The state of a viewing run across connections.
 #[derive(Debug)]
-pub struct Session {
+pub struct ViewSession {
     /// The counters `--json` prints.
     pub summary: Summary,
     verify: bool,
@@ -102,10 +102,10 @@ pub struct Session {
     notes: Vec<(Level, String)>,
 }
 
-impl Session {
+impl ViewSession {
     /// A session that verifies synthetic images if `verify`, and saves JPEGs with `saver`.
     pub fn new(verify: bool, saver: Option<Saver>) -> Self {
-        Session {
+        ViewSession {
             summary: Summary::default(),
             verify,
             verifier: Verifier::new(),
@@ -514,7 +514,7 @@ mod tests {
 
     #[test]
     fn counts_verifies_and_measures() {
-        let mut s = Session::new(true, None);
+        let mut s = ViewSession::new(true, None);
         s.connected();
         s.on_text(&state(CameraSet::All, 0));
         for frame in [10, 11, 14, 15] {
@@ -536,7 +536,7 @@ mod tests {
 
     #[test]
     fn frames_going_backwards_are_corrupt() {
-        let mut s = Session::new(false, None);
+        let mut s = ViewSession::new(false, None);
         s.connected();
         s.on_binary(&good(10), 5);
         s.on_binary(&good(9), 5);
@@ -560,7 +560,7 @@ mod tests {
 
     #[test]
     fn wrong_images_and_invalid_messages() {
-        let mut s = Session::new(true, None);
+        let mut s = ViewSession::new(true, None);
         s.connected();
         // Camera 1's image says another sequence than its entry.
         let cams = vec![
@@ -589,7 +589,7 @@ mod tests {
         missing.flags |= CAM_MISSING;
         let mut real = info(1, 5, 1);
         real.flags = 0;
-        let mut s = Session::new(true, None);
+        let mut s = ViewSession::new(true, None);
         s.on_binary(
             &message(
                 1,
@@ -605,7 +605,7 @@ mod tests {
 
     #[test]
     fn settings_the_server_stated_are_checked() {
-        let mut s = Session::new(true, None);
+        let mut s = ViewSession::new(true, None);
         s.connected();
         s.on_text(&state(CameraSet::Only(vec![0]), 0));
         s.on_binary(&good(1), 2);
@@ -616,7 +616,7 @@ mod tests {
             .as_ref()
             .unwrap()
             .contains("camera 1 was sent"));
-        let mut s = Session::new(true, None);
+        let mut s = ViewSession::new(true, None);
         s.on_text(&state(CameraSet::All, 160));
         s.on_binary(&good(1), 2);
         assert_eq!(s.summary.corrupt, 1);
@@ -630,7 +630,7 @@ mod tests {
 
     #[test]
     fn text_messages() {
-        let mut s = Session::new(false, None);
+        let mut s = ViewSession::new(false, None);
         s.connected();
         s.on_text(&state(CameraSet::All, 0));
         let stats = Stats {
@@ -691,7 +691,7 @@ mod tests {
     fn saves_the_first_multi_frames() {
         let dir = std::env::temp_dir().join(format!("camring-view-save-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut s = Session::new(false, Some(Saver::new(&dir, 2)));
+        let mut s = ViewSession::new(false, Some(Saver::new(&dir, 2)));
         for frame in 1..=3 {
             s.on_binary(&good(frame), 2);
         }
@@ -714,7 +714,7 @@ mod tests {
         assert!(notes[0].1.contains("saving no more"), "{notes:?}");
         std::fs::remove_dir_all(&dir).unwrap();
         // A directory that cannot be written: said once, then no more saving.
-        let mut s = Session::new(false, Some(Saver::new(&dir, 2)));
+        let mut s = ViewSession::new(false, Some(Saver::new(&dir, 2)));
         s.on_binary(&good(1), 2);
         s.on_binary(&good(2), 2);
         assert_eq!(s.take_notes().len(), 1);

@@ -1,7 +1,7 @@
 //! `camring view udp://HOST:PORT`: a subscriber of `camring bridge udp`
 //! (docs/protocol.md 10). The subscription logic is `camring_bridge::udp::client` (sans
 //! IO); this drives it over a connected socket and feeds the reassembled messages and the
-//! JSON datagrams to the same [`Session`] as the WebSocket client: the same live line,
+//! JSON datagrams to the same [`ViewSession`] as the WebSocket client: the same live line,
 //! `--verify`, `--save` and summary, plus the reassembly counters (`udp` in the JSON).
 //!
 //! The session (parsing, verification, saving, the live line) runs on its own thread
@@ -24,7 +24,7 @@ use camring_protocol::control::SettingsUpdate;
 use camring_protocol::udp::{RefuseReason, MAX_TOKEN_LEN};
 use camring_shm::clock::now_ns;
 
-use super::session::{Level, Saver, Session};
+use super::session::{Level, Saver, ViewSession};
 use super::ViewArgs;
 use crate::signals::StopFlag;
 
@@ -131,7 +131,7 @@ pub fn run(args: &ViewArgs) -> anyhow::Result<ExitCode> {
     let handoff = Arc::new(Handoff::default());
     let session_thread = {
         let handoff = Arc::clone(&handoff);
-        let session = Session::new(args.verify, saver);
+        let session = ViewSession::new(args.verify, saver);
         let quiet = args.quiet;
         let delay = Duration::from_millis(args.delay_ms);
         std::thread::Builder::new()
@@ -265,7 +265,12 @@ impl Handoff {
 
 /// The session thread: every item in order, notes and the live line about once a second,
 /// until the hand-off is finished and empty. Returns the session for the summary.
-fn run_session(handoff: &Handoff, mut session: Session, quiet: bool, delay: Duration) -> Session {
+fn run_session(
+    handoff: &Handoff,
+    mut session: ViewSession,
+    quiet: bool,
+    delay: Duration,
+) -> ViewSession {
     let mut status = Status::default();
     let mut last_line = Instant::now();
     loop {

@@ -9,7 +9,7 @@
 //! [`Driver::lost`].
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ use camring_protocol::session::{Cadence, Close, Now, Offer, Offered, RingStatus,
 use camring_shm::clock::now_ns;
 use tokio::sync::{watch, Notify};
 
-use crate::encode::{Built, Frame};
+use crate::encode::{Built, CachedFrame};
 use crate::metrics::{self, Metrics};
 
 /// The time now, for a session.
@@ -30,7 +30,7 @@ pub fn now() -> Now {
     }
 }
 
-impl Offered for Frame {
+impl Offered for CachedFrame {
     fn read_ns(&self) -> u64 {
         self.ring.read_ns
     }
@@ -215,5 +215,73 @@ impl<F: Offered + Clone> Driver<F> {
         };
         self.with(|s| s.close(end.clone().unwrap_or(Close::Lost)));
         end
+    }
+}
+
+/// The clients an adapter serves at once, at most `max` (`--max-clients`), counted in its
+/// metrics by kind.
+#[derive(Debug)]
+pub struct Clients {
+    count: AtomicUsize,
+    max: usize,
+    metrics: Arc<Metrics>,
+}
+
+/// A client's place among the [`Clients`]; given back on drop.
+#[derive(Debug)]
+pub struct ClientSlot {
+    clients: Arc<Clients>,
+    kind: &'static str,
+}
+
+impl Clients {
+    /// Room for `max` clients.
+    pub fn new(max: usize, metrics: Arc<Metrics>) -> Clients {
+        Clients {
+            count: AtomicUsize::new(0),
+            max,
+            metrics,
+        }
+    }
+
+    /// The limit.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Clients served now.
+    pub fn count(&self) -> usize {
+        // SYNC POINT: Relaxed: a gauge; see `take`.
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// A place for a client of `kind` (the metrics label), or `None` when full.
+    pub fn take(self: &Arc<Self>, kind: &'static str) -> Option<ClientSlot> {
+        // SYNC POINT: Relaxed: a count; the compare-exchange alone keeps it within the
+        // limit, nothing else is published through it.
+        self.count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()?;
+        let label = metrics::kind(kind);
+        self.metrics.clients.get_or_create(&label).inc();
+        self.metrics.connections.get_or_create(&label).inc();
+        Some(ClientSlot {
+            clients: Arc::clone(self),
+            kind,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let c = &self.clients;
+        c.metrics
+            .clients
+            .get_or_create(&metrics::kind(self.kind))
+            .dec();
+        // SYNC POINT: Relaxed, see `Clients::take`.
+        c.count.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -1,7 +1,7 @@
 //! What clients receive, made once per frame and shared: the JPEG of a camera at a
 //! (quality, size) *variant*, and the whole message for a (variant, camera subset).
 //!
-//! Every multi-frame read from the ring becomes a [`Frame`], which carries the caches of
+//! Every multi-frame read from the ring becomes a [`CachedFrame`], which carries the caches of
 //! what was made from it. The first client that asks for a variant of a camera encodes it
 //! (on the rayon pool); the others asking for the same variant of the same frame wait for
 //! that result. Nothing is made that no client asked for, and a frame's caches go away
@@ -30,8 +30,8 @@ use camring_protocol::PixelFormat;
 use camring_shm::clock::now_ns;
 use tokio::sync::OnceCell;
 
+use crate::frame::{RingFrame, SourceCamera};
 use crate::metrics::Metrics;
-use crate::ring::{RingFrame, SourceCamera};
 
 /// One camera image as a client gets it.
 #[derive(Debug, Clone)]
@@ -57,17 +57,17 @@ type MaybeCell<T> = Arc<OnceCell<Option<Arc<T>>>>;
 
 /// A multi-frame read from the ring, with what was made from it.
 #[derive(Debug)]
-pub struct Frame {
+pub struct CachedFrame {
     /// The frame as copied out of the ring.
     pub ring: RingFrame,
     images: Mutex<HashMap<(Variant, usize), Cell<Encoded>>>,
     messages: Mutex<HashMap<(Variant, u32), MaybeCell<Built>>>,
 }
 
-impl Frame {
+impl CachedFrame {
     /// A frame with empty caches.
-    pub fn new(ring: RingFrame) -> Frame {
-        Frame {
+    pub fn new(ring: RingFrame) -> CachedFrame {
+        CachedFrame {
             ring,
             images: Mutex::default(),
             messages: Mutex::default(),

@@ -16,6 +16,7 @@
 
 pub mod driver;
 pub mod encode;
+pub mod frame;
 pub mod metrics;
 pub mod quic;
 pub mod ring;

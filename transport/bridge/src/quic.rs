@@ -32,10 +32,10 @@ use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
-use crate::driver::{ControlSource, Driver, Incoming};
-use crate::encode::Frame;
+use crate::driver::{ClientSlot, Clients, ControlSource, Driver, Incoming};
+use crate::encode::CachedFrame;
 use crate::metrics::{self, Metrics};
-use crate::ring::{self, Feed};
+use crate::ring::{self, RingFeed};
 use camring_protocol::session::{Cadence, Close};
 use control::{close, Hello, Line, LineReader, ReadLine, MAX_LINE};
 use tls::{Identity, TlsError};
@@ -262,12 +262,11 @@ impl QuicCounters {
 struct App {
     ring: String,
     token: Option<String>,
-    max_clients: usize,
     newest_first: bool,
-    feed: Arc<Feed>,
+    feed: Arc<RingFeed>,
     metrics: Arc<Metrics>,
     counters: Arc<QuicCounters>,
-    clients: AtomicUsize,
+    clients: Arc<Clients>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -316,20 +315,20 @@ impl QuicBridge {
             udp_socket(config.listen)?,
             Arc::new(quinn::TokioRuntime),
         )?;
-        let feed = Feed::new();
+        let feed = RingFeed::new();
         let metrics = Arc::new(Metrics::new());
         let ring_thread =
             ring::spawn(config.ring.clone(), Arc::clone(&feed), Arc::clone(&metrics))?;
         let (shutdown, rx) = watch::channel(false);
+        let clients = Arc::new(Clients::new(config.max_clients, Arc::clone(&metrics)));
         let app = Arc::new(App {
             ring: config.ring,
             token: config.token,
-            max_clients: config.max_clients,
             newest_first: config.newest_first,
             feed,
             metrics,
             counters: Arc::default(),
-            clients: AtomicUsize::new(0),
+            clients,
             shutdown: rx,
         });
         Ok(QuicBridge {
@@ -474,8 +473,8 @@ async fn accept(app: &Arc<App>, incoming: quinn::Incoming) -> Result<(), String>
             return Err(refuse(app, &conn, close::UNAUTHORIZED, "token", why));
         }
     }
-    let Some(slot) = Slot::take(app) else {
-        let why = format!("too many clients (at most {})", app.max_clients);
+    let Some(slot) = app.clients.take("quic") else {
+        let why = format!("too many clients (at most {})", app.clients.max());
         return Err(refuse(app, &conn, close::FULL, "full", &why));
     };
     let mut settings = Settings::default();
@@ -484,38 +483,6 @@ async fn accept(app: &Arc<App>, incoming: quinn::Incoming) -> Result<(), String>
     }
     serve(Arc::clone(app), conn, send, recv, lines, settings, slot).await;
     Ok(())
-}
-
-/// A client's place among `max_clients`; given back on drop.
-#[derive(Debug)]
-struct Slot(Arc<App>);
-
-impl Slot {
-    fn take(app: &Arc<App>) -> Option<Slot> {
-        // SYNC POINT: Relaxed: a count; the compare-exchange alone keeps it within the
-        // limit, nothing else is published through it.
-        app.clients
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < app.max_clients).then_some(n + 1)
-            })
-            .ok()?;
-        let kind = metrics::kind("quic");
-        app.metrics.clients.get_or_create(&kind).inc();
-        app.metrics.connections.get_or_create(&kind).inc();
-        Some(Slot(Arc::clone(app)))
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0
-            .metrics
-            .clients
-            .get_or_create(&metrics::kind("quic"))
-            .dec();
-        // SYNC POINT: Relaxed, see `Slot::take`.
-        self.0.clients.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// A QUIC client's control messages: the lines of its control stream.
@@ -556,7 +523,7 @@ fn close_code(c: &Close) -> Option<(u32, String)> {
 
 /// Writes the session's JSON messages on the control stream, one per line, until the
 /// session closes (then finishes the stream) or the stream fails.
-async fn write_texts(driver: &Driver<Arc<Frame>>, mut send: quinn::SendStream) {
+async fn write_texts(driver: &Driver<Arc<CachedFrame>>, mut send: quinn::SendStream) {
     loop {
         let (text, closing) = driver.poll(|s| (s.poll_text(), s.is_closing()));
         match text {
@@ -584,7 +551,7 @@ async fn serve(
     recv: quinn::RecvStream,
     lines: LineReader,
     settings: Settings,
-    _slot: Slot,
+    _slot: ClientSlot,
 ) {
     let status = app.feed.status.borrow().clone();
     let driver = Arc::new(Driver::new(

@@ -16,38 +16,16 @@ use camring_shm::clock::now_ns;
 use camring_shm::{Follow, OwnedFrame, ProducerState, ReadMode, Reader};
 use tokio::sync::watch;
 
-use crate::encode::Frame;
+use crate::encode::CachedFrame;
 use crate::metrics::Metrics;
 
-/// One camera of a multi-frame copied out of the ring.
-#[derive(Debug, Clone)]
-pub struct SourceCamera {
-    /// Its entry as sent on the wire (length aside).
-    pub info: CameraInfo,
-    /// The validated copy of its payload (empty when missing).
-    pub payload: Bytes,
-}
-
-/// A multi-frame copied out of the ring and validated.
-#[derive(Debug, Clone)]
-pub struct RingFrame {
-    /// The ring's frame number.
-    pub frame: u64,
-    /// The group clock's tick.
-    pub tick_ns: u64,
-    /// When the producer published it.
-    pub publish_ns: u64,
-    /// When the adapter copied it out.
-    pub read_ns: u64,
-    /// Every camera of the ring, in ring order.
-    pub cameras: Vec<SourceCamera>,
-}
+pub use crate::frame::{RingFrame, SourceCamera};
 
 /// The ring thread's outputs, shared with every connection.
 #[derive(Debug)]
-pub struct Feed {
+pub struct RingFeed {
     /// The newest multi-frame (with its encoding cache).
-    pub frames: watch::Sender<Option<Arc<Frame>>>,
+    pub frames: watch::Sender<Option<Arc<CachedFrame>>>,
     /// The producer's status and the ring's cameras.
     pub status: watch::Sender<RingStatus>,
     demand: AtomicUsize,
@@ -58,7 +36,7 @@ pub struct Feed {
 
 /// Keeps the ring thread copying frames while it lives.
 #[derive(Debug)]
-pub struct Demand(Arc<Feed>);
+pub struct Demand(Arc<RingFeed>);
 
 impl Drop for Demand {
     fn drop(&mut self) {
@@ -67,10 +45,10 @@ impl Drop for Demand {
     }
 }
 
-impl Feed {
+impl RingFeed {
     /// A feed with no frame yet.
-    pub fn new() -> Arc<Feed> {
-        Arc::new(Feed {
+    pub fn new() -> Arc<RingFeed> {
+        Arc::new(RingFeed {
             frames: watch::Sender::new(None),
             status: watch::Sender::new(RingStatus {
                 producer: ProducerStatus::Waiting,
@@ -91,7 +69,7 @@ impl Feed {
     }
 
     /// The newest frame, if any.
-    pub fn latest(&self) -> Option<Arc<Frame>> {
+    pub fn latest(&self) -> Option<Arc<CachedFrame>> {
         self.frames.borrow().clone()
     }
 
@@ -123,10 +101,10 @@ impl Feed {
     }
 }
 
-/// Starts the thread that reads ring `name` into `feed` until [`Feed::stop`].
+/// Starts the thread that reads ring `name` into `feed` until [`RingFeed::stop`].
 pub fn spawn(
     name: String,
-    feed: Arc<Feed>,
+    feed: Arc<RingFeed>,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -134,7 +112,7 @@ pub fn spawn(
         .spawn(move || run(&name, &feed, &metrics))
 }
 
-fn run(name: &str, feed: &Feed, metrics: &Metrics) {
+fn run(name: &str, feed: &RingFeed, metrics: &Metrics) {
     let mut last_error = String::new();
     while !feed.stopped() {
         let reader = match Reader::open(name) {
@@ -189,7 +167,7 @@ fn cameras_of(reader: &Reader) -> Vec<CameraDescription> {
 }
 
 fn set_status(
-    feed: &Feed,
+    feed: &RingFeed,
     metrics: &Metrics,
     producer: ProducerStatus,
     cameras: Vec<CameraDescription>,
@@ -214,7 +192,7 @@ fn set_status(
 }
 
 /// Reads `reader` until the feed stops (the reader follows the ring's producers itself).
-fn follow_ring(mut reader: Reader, feed: &Feed, metrics: &Metrics) {
+fn follow_ring(mut reader: Reader, feed: &RingFeed, metrics: &Metrics) {
     set_status(
         feed,
         metrics,
@@ -225,7 +203,7 @@ fn follow_ring(mut reader: Reader, feed: &Feed, metrics: &Metrics) {
     let mut owned = OwnedFrame::default();
     while !feed.stopped() {
         let woke = reader.wait(Duration::from_millis(100));
-        // SYNC POINT: Relaxed, see `Feed::ring_head`.
+        // SYNC POINT: Relaxed, see `RingFeed::ring_head`.
         feed.head.store(reader.head(), Ordering::Relaxed);
         let heartbeat = now_ns().saturating_sub(reader.heartbeat_age_ns());
         feed.heartbeat_ns.store(heartbeat, Ordering::Relaxed);
@@ -273,7 +251,7 @@ fn follow_ring(mut reader: Reader, feed: &Feed, metrics: &Metrics) {
 }
 
 /// Moves the copied frame's payloads into a [`RingFrame`] and publishes it.
-fn publish(feed: &Feed, metrics: &Metrics, owned: &mut OwnedFrame, reader: &Reader) {
+fn publish(feed: &RingFeed, metrics: &Metrics, owned: &mut OwnedFrame, reader: &Reader) {
     let layouts = reader.layout().camera_layouts();
     let cameras = owned
         .cameras
@@ -320,5 +298,6 @@ fn publish(feed: &Feed, metrics: &Metrics, owned: &mut OwnedFrame, reader: &Read
         cameras,
     };
     metrics.frames_read.inc();
-    feed.frames.send_replace(Some(Arc::new(Frame::new(frame))));
+    feed.frames
+        .send_replace(Some(Arc::new(CachedFrame::new(frame))));
 }

@@ -7,7 +7,7 @@
 //! smaller than its request. Each subscriber has its own task ([`sender`]) with the
 //! WebSocket adapter's per-client [`Session`](crate::session::Session) (settings, offer,
 //! variant, adaptive quality, stats) and the same encoding cache
-//! ([`Frame::message`](crate::encode::Frame::message)), so a message is made once per
+//! ([`CachedFrame::message`](crate::encode::CachedFrame::message)), so a message is made once per
 //! (variant, cameras) whatever the transport.
 //!
 //! Sending is **paced**: a message's fragments are spread over a window (by default half
@@ -114,9 +114,9 @@ use camring_protocol::udp::{
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use crate::encode::Frame;
+use crate::encode::CachedFrame;
 use crate::metrics::{self, Metrics};
-use crate::ring::{self, Feed};
+use crate::ring::{self, RingFeed};
 use policy::{Action, Policy, PolicyConfig, PolicyStats};
 use sender::{Control, Subscriber};
 
@@ -220,7 +220,7 @@ pub(crate) struct UdpFrame {
     /// The ring's frame period as measured so far, ns.
     pub period_ns: u64,
     /// The frame and its encoding cache.
-    pub frame: Arc<Frame>,
+    pub frame: Arc<CachedFrame>,
 }
 
 /// Counters of the sending side (shared by the subscribers' tasks).
@@ -277,7 +277,7 @@ pub struct UdpCounters {
 pub(crate) struct Shared {
     pub config: UdpConfig,
     pub socket: Arc<UdpSocket>,
-    pub feed: Arc<Feed>,
+    pub feed: Arc<RingFeed>,
     pub metrics: Arc<Metrics>,
     pub counters: SendCounters,
     pub policy: Mutex<Policy>,
@@ -334,7 +334,7 @@ impl UdpBridge {
             .check()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let socket = Arc::new(server_socket(config.listen)?);
-        let feed = Feed::new();
+        let feed = RingFeed::new();
         let metrics = Arc::new(Metrics::new());
         let ring_thread =
             ring::spawn(config.ring.clone(), Arc::clone(&feed), Arc::clone(&metrics))?;
@@ -440,7 +440,7 @@ struct Hub {
 impl Hub {
     /// Publishes `frame` to the subscribers' tasks; a new stream if the ring's frame
     /// numbers went back (returns the `accepted` to send then).
-    fn publish(&mut self, shared: &Shared, frame: Arc<Frame>) -> Vec<(SocketAddr, [u8; 40])> {
+    fn publish(&mut self, shared: &Shared, frame: Arc<CachedFrame>) -> Vec<(SocketAddr, [u8; 40])> {
         let mut announce = Vec::new();
         let mut stream = shared.policy().stream();
         if self.last_ring.is_some_and(|last| frame.number() <= last) {

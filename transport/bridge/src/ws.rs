@@ -37,10 +37,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
-use crate::driver::{self, ControlSource, Driver, Incoming};
-use crate::encode::{Frame, Variant};
+use crate::driver::{self, ClientSlot, Clients, ControlSource, Driver, Incoming};
+use crate::encode::{CachedFrame, Variant};
 use crate::metrics::{self, Metrics};
-use crate::ring::{self, Feed};
+use crate::ring::{self, RingFeed};
 use camring_protocol::session::{Cadence, Close, Offer, Output, Session};
 
 /// Unsent bytes the kernel may hold per connection (`TCP_NOTSENT_LOWAT`): what a slow
@@ -87,9 +87,9 @@ impl WsConfig {
 #[derive(Debug)]
 struct App {
     config: WsConfig,
-    feed: Arc<Feed>,
+    feed: Arc<RingFeed>,
     metrics: Arc<Metrics>,
-    clients: AtomicUsize,
+    clients: Arc<Clients>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -106,16 +106,17 @@ impl WsBridge {
     /// Binds `config.listen` and starts reading the ring (which need not exist yet).
     pub async fn bind(config: WsConfig) -> std::io::Result<WsBridge> {
         let listener = TcpListener::bind(config.listen).await?;
-        let feed = Feed::new();
+        let feed = RingFeed::new();
         let metrics = Arc::new(Metrics::new());
         let ring_thread =
             ring::spawn(config.ring.clone(), Arc::clone(&feed), Arc::clone(&metrics))?;
         let (shutdown, rx) = watch::channel(false);
+        let clients = Arc::new(Clients::new(config.max_clients, Arc::clone(&metrics)));
         let app = Arc::new(App {
             config,
             feed,
             metrics,
-            clients: AtomicUsize::new(0),
+            clients,
             shutdown: rx,
         });
         Ok(WsBridge {
@@ -160,8 +161,7 @@ impl WsBridge {
         // Upgraded connections are not the server's any more: give them a moment to send
         // their close frames.
         let deadline = Instant::now() + Duration::from_secs(2);
-        // SYNC POINT: Relaxed: a count of live clients; nothing is read through it.
-        while app.clients.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        while app.clients.count() > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         app.feed.stop();
@@ -343,55 +343,16 @@ fn settings_from(app: &App, pairs: &[(String, String)]) -> Result<SettingsUpdate
         .map_err(|e| Refusal::new(app, StatusCode::BAD_REQUEST, "parameter", e.to_string()))
 }
 
-/// A client's place among `max_clients`; given back on drop.
-#[derive(Debug)]
-struct Slot {
-    app: Arc<App>,
-    kind: &'static str,
-}
-
-impl Slot {
-    fn take(app: &Arc<App>, kind: &'static str) -> Result<Slot, Refusal> {
-        // SYNC POINT: Relaxed: a count; the compare-exchange alone keeps it within the
-        // limit, nothing else is published through it.
-        let taken = app
-            .clients
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < app.config.max_clients).then_some(n + 1)
-            });
-        if taken.is_err() {
-            return Err(Refusal::new(
-                app,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "full",
-                format!("too many clients (at most {})", app.config.max_clients),
-            ));
-        }
-        app.metrics
-            .clients
-            .get_or_create(&metrics::kind(kind))
-            .inc();
-        app.metrics
-            .connections
-            .get_or_create(&metrics::kind(kind))
-            .inc();
-        Ok(Slot {
-            app: Arc::clone(app),
-            kind,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.app
-            .metrics
-            .clients
-            .get_or_create(&metrics::kind(self.kind))
-            .dec();
-        // SYNC POINT: Relaxed, see `Slot::take`.
-        self.app.clients.fetch_sub(1, Ordering::Relaxed);
-    }
+/// A place among `--max-clients` for a client of `kind`, or a 503.
+fn take_slot(app: &Arc<App>, kind: &'static str) -> Result<ClientSlot, Refusal> {
+    app.clients.take(kind).ok_or_else(|| {
+        Refusal::new(
+            app,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "full",
+            format!("too many clients (at most {})", app.clients.max()),
+        )
+    })
 }
 
 async fn ws_handler(
@@ -402,7 +363,7 @@ async fn ws_handler(
 ) -> Result<Response, Refusal> {
     authorize(&app, &pairs, &headers)?;
     let update = settings_from(&app, &pairs)?;
-    let slot = Slot::take(&app, "ws")?;
+    let slot = take_slot(&app, "ws")?;
     let mut settings = Settings::default();
     settings.apply(&update);
     Ok(upgrade
@@ -465,7 +426,7 @@ impl ControlSource for WsControl<'_> {
     }
 }
 
-async fn connection(app: Arc<App>, socket: WebSocket, settings: Settings, _slot: Slot) {
+async fn connection(app: Arc<App>, socket: WebSocket, settings: Settings, _slot: ClientSlot) {
     let (sink, stream) = socket.split();
     let status = app.feed.status.borrow().clone();
     let driver = Arc::new(Driver::new(
@@ -504,7 +465,7 @@ async fn connection(app: Arc<App>, socket: WebSocket, settings: Settings, _slot:
 
 /// Sends what the session gives until it closes or the connection fails.
 async fn write_loop(
-    driver: Arc<Driver<Arc<Frame>>>,
+    driver: Arc<Driver<Arc<CachedFrame>>>,
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     metrics: Arc<Metrics>,
 ) {
@@ -569,10 +530,10 @@ fn request_variant(update: &SettingsUpdate) -> Variant {
 
 /// The newest frame: one at least as new as the ring's newest when asked, waiting up to
 /// `wait` for the ring thread to copy it (it copies only while some client wants frames).
-async fn fresh_frame(app: &Arc<App>, wait: Duration) -> Option<Arc<Frame>> {
+async fn fresh_frame(app: &Arc<App>, wait: Duration) -> Option<Arc<CachedFrame>> {
     let newest = app.feed.ring_head().map_or(0, |(frame, _)| frame);
     let mut frames = app.feed.frames.subscribe();
-    let fresh = |f: &Option<Arc<Frame>>| f.as_ref().is_some_and(|f| f.number() >= newest);
+    let fresh = |f: &Option<Arc<CachedFrame>>| f.as_ref().is_some_and(|f| f.number() >= newest);
     let found = match timeout(wait, frames.wait_for(fresh)).await {
         Ok(Ok(f)) => f.clone(),
         _ => None,
@@ -580,7 +541,7 @@ async fn fresh_frame(app: &Arc<App>, wait: Duration) -> Option<Arc<Frame>> {
     found
 }
 
-fn camera_index(frame: &Frame, id: u32) -> Option<usize> {
+fn camera_index(frame: &CachedFrame, id: u32) -> Option<usize> {
     frame
         .ring
         .cameras
@@ -675,7 +636,7 @@ async fn mjpeg(
         )
             .into_response());
     }
-    let slot = Slot::take(&app, "mjpeg")?;
+    let slot = take_slot(&app, "mjpeg")?;
     let mut settings = Settings::default();
     settings.apply(&update);
     let status = app.feed.status.borrow().clone();
@@ -718,13 +679,13 @@ async fn mjpeg(
 struct MjpegStream {
     app: Arc<App>,
     variant: Variant,
-    session: Session<Arc<Frame>>,
+    session: Session<Arc<CachedFrame>>,
     id: u32,
     last: Option<u64>,
-    frames: watch::Receiver<Option<Arc<Frame>>>,
+    frames: watch::Receiver<Option<Arc<CachedFrame>>>,
     shutdown: watch::Receiver<bool>,
     _demand: ring::Demand,
-    _slot: Slot,
+    _slot: ClientSlot,
 }
 
 impl MjpegStream {
@@ -827,8 +788,7 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
         "producer": producer,
         "frame": head.map(|(frame, _)| frame),
         "frame_age_ms": age_ms,
-        // SYNC POINT: Relaxed, see `Slot::take`.
-        "clients": app.clients.load(Ordering::Relaxed),
+        "clients": app.clients.count(),
     });
     let code = if status == "ok" {
         StatusCode::OK

@@ -43,7 +43,7 @@ const SUPERSEDED: VarInt = VarInt::from_u32(RESET_SUPERSEDED);
 const CANCELLED: VarInt = VarInt::from_u32(RESET_CANCELLED);
 use super::{QuicCounters, SEND_TIMEOUT};
 use crate::driver::Driver;
-use crate::encode::{Built, Frame};
+use crate::encode::{Built, CachedFrame};
 use crate::metrics::Metrics;
 
 /// Resets of superseded streams allowed without a delivery in between (rule 3).
@@ -66,7 +66,7 @@ enum Outcome {
 #[derive(Debug)]
 struct InFlight {
     seq: u64,
-    frame: Arc<Frame>,
+    frame: Arc<CachedFrame>,
     built: Arc<Built>,
     cancel: Option<oneshot::Sender<VarInt>>,
 }
@@ -119,7 +119,7 @@ async fn send_frame(
 /// One client's frame writer.
 struct Writer {
     conn: Connection,
-    driver: Arc<Driver<Arc<Frame>>>,
+    driver: Arc<Driver<Arc<CachedFrame>>>,
     metrics: Arc<Metrics>,
     counters: Arc<QuicCounters>,
     in_flight: VecDeque<InFlight>,
@@ -235,7 +235,7 @@ impl Writer {
 /// Sends the client's frames until the connection ends or the outbox is closed.
 pub async fn write_loop(
     conn: Connection,
-    driver: Arc<Driver<Arc<Frame>>>,
+    driver: Arc<Driver<Arc<CachedFrame>>>,
     metrics: Arc<Metrics>,
     counters: Arc<QuicCounters>,
     newest_first: bool,
