@@ -21,6 +21,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::encode::{Built, CachedFrame};
 use crate::metrics::{self, Metrics};
+use crate::ring::RingFeed;
 
 /// The time now, for a session.
 pub fn now() -> Now {
@@ -215,6 +216,28 @@ impl<F: Offered + Clone> Driver<F> {
         };
         self.with(|s| s.close(end.clone().unwrap_or(Close::Lost)));
         end
+    }
+}
+
+impl Driver<Arc<CachedFrame>> {
+    /// [`Driver::run`] on an adapter's ring feed, until `shutdown` turns true (or its
+    /// sender goes).
+    pub async fn run_feed(
+        &self,
+        feed: &RingFeed,
+        control: &mut impl ControlSource,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Option<Close> {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        self.run(
+            feed.frames.subscribe(),
+            feed.status.subscribe(),
+            control,
+            stop,
+        )
+        .await
     }
 }
 

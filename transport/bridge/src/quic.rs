@@ -579,16 +579,8 @@ async fn serve(
         lines,
         metrics: &app.metrics,
     };
-    let mut shutdown = app.shutdown.clone();
     let end = driver
-        .run(
-            app.feed.frames.subscribe(),
-            app.feed.status.subscribe(),
-            &mut control,
-            async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            },
-        )
+        .run_feed(&app.feed, &mut control, app.shutdown.clone())
         .await;
     if let Some((code, reason)) = end.as_ref().and_then(close_code) {
         // Let the last lines go out first (an `error`, say), briefly.

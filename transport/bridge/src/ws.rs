@@ -447,16 +447,8 @@ async fn connection(app: Arc<App>, socket: WebSocket, settings: Settings, _slot:
         stream,
         metrics: &app.metrics,
     };
-    let mut shutdown = app.shutdown.clone();
     driver
-        .run(
-            app.feed.frames.subscribe(),
-            app.feed.status.subscribe(),
-            &mut control,
-            async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            },
-        )
+        .run_feed(&app.feed, &mut control, app.shutdown.clone())
         .await;
     if timeout(Duration::from_secs(2), &mut writer).await.is_err() {
         writer.abort();
