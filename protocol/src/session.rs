@@ -320,6 +320,11 @@ impl<F: Offered> Session<F> {
         self.pending.is_some()
     }
 
+    /// Whether JSON messages are queued.
+    pub fn has_texts(&self) -> bool {
+        !self.texts.is_empty()
+    }
+
     /// Whether [`Session::close`] was called (no frame is offered or given out after).
     pub fn is_closing(&self) -> bool {
         self.close.is_some() || self.closed

@@ -102,11 +102,17 @@ impl<F: Offered + Clone> Driver<F> {
     }
 
     /// Runs `f` on the session, then wakes the writers (what `f` did may have given them
-    /// work).
+    /// work): always the main one, the text writer only when there are texts or the
+    /// session closes (a frame's news would only wake it for nothing).
     pub fn with<R>(&self, f: impl FnOnce(&mut Session<F>) -> R) -> R {
-        let r = self.poll(f);
+        let (r, texts) = self.poll(|s| {
+            let r = f(s);
+            (r, s.has_texts() || s.is_closing())
+        });
         self.wake.notify_one();
-        self.wake_texts.notify_one();
+        if texts {
+            self.wake_texts.notify_one();
+        }
         r
     }
 
