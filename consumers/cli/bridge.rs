@@ -70,21 +70,30 @@ pub fn ws_config(a: &WsArgs) -> WsConfig {
     }
 }
 
+/// The runtime an adapter serves on (2 workers, as the machine has), once it warned
+/// when the adapter listens beyond loopback without a token.
+fn adapter_runtime(
+    listen: SocketAddr,
+    token: bool,
+    thread_name: &str,
+) -> anyhow::Result<tokio::runtime::Runtime> {
+    if !listen.ip().is_loopback() && !token {
+        tracing::warn!(
+            "listening on {listen} without --token: anyone who can reach it sees the cameras"
+        );
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(thread_name)
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
 /// Serves `config` until `stop` is raised or `duration` seconds pass. Prints the address
 /// (`listening on http://ADDR/`) on stderr once bound.
 pub fn serve_ws(config: WsConfig, stop: &StopFlag, duration: Option<f64>) -> anyhow::Result<()> {
-    if !config.listen.ip().is_loopback() && config.token.is_none() {
-        tracing::warn!(
-            "listening on {} without --token: anyone who can reach it sees the cameras",
-            config.listen
-        );
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("camring-ws")
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = adapter_runtime(config.listen, config.token.is_some(), "camring-ws")?;
     let ring = config.ring.clone();
     let token = config.token.is_some();
     runtime.block_on(async {

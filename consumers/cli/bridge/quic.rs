@@ -110,12 +110,6 @@ pub fn run(args: QuicArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, identity.cert_pem())
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if !args.listen.ip().is_loopback() && args.token.is_none() {
-        tracing::warn!(
-            "listening on {} without --token: anyone who can reach it sees the cameras",
-            args.listen
-        );
-    }
     let config = QuicConfig {
         ring: args.ring.clone(),
         listen: args.listen,
@@ -125,12 +119,7 @@ pub fn run(args: QuicArgs) -> anyhow::Result<ExitCode> {
         newest_first: !args.in_order,
         congestion: args.congestion.into(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("camring-quic")
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = super::adapter_runtime(args.listen, args.token.is_some(), "camring-quic")?;
     let generated = args.cert.is_none();
     runtime.block_on(async {
         let listen = config.listen;

@@ -77,18 +77,7 @@ pub fn run(args: UdpArgs) -> anyhow::Result<ExitCode> {
     // Before anything starts: a token no subscribe can carry, an MTU out of range...
     config.check().map_err(anyhow::Error::msg)?;
     let stop = StopFlag::install()?;
-    if !config.listen.ip().is_loopback() && config.token.is_none() {
-        tracing::warn!(
-            "listening on {} without --token: anyone who can reach it sees the cameras",
-            config.listen
-        );
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("camring-udp")
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = super::adapter_runtime(config.listen, config.token.is_some(), "camring-udp")?;
     let ring = config.ring.clone();
     let token = config.token.is_some();
     let mtu = config.mtu;
