@@ -10,7 +10,6 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use camring_protocol::layout::{OFF_NOTIFY, OFF_WAITERS};
 use rustix::thread::futex;
 
 use crate::segment::Segment;
@@ -18,7 +17,7 @@ use crate::segment::Segment;
 /// After publishing (the head store, with Release, is sequenced before this), wakes the
 /// readers that sleep.
 pub(crate) fn publish(seg: &Segment) {
-    let notify = seg.u32_at(OFF_NOTIFY);
+    let notify = &seg.live().notify;
     // SYNC POINT: SeqCst read-modify-write, paired with the SeqCst `waiters` increment and
     // `notify` reload in `wait_until`. Either this increment comes first in the single
     // total order and the waiter's reload sees it (and does not sleep), or the waiter's
@@ -26,7 +25,7 @@ pub(crate) fn publish(seg: &Segment) {
     // this value with SeqCst also makes the earlier head store visible to the waiter.
     notify.fetch_add(1, Ordering::SeqCst);
     // SYNC POINT: SeqCst, see above.
-    if seg.u32_at(OFF_WAITERS).load(Ordering::SeqCst) > 0 {
+    if seg.live().waiters.load(Ordering::SeqCst) > 0 {
         wake(notify);
     }
 }
@@ -34,7 +33,7 @@ pub(crate) fn publish(seg: &Segment) {
 /// After a state change (stop, take-over, replacement), wakes every sleeping reader
 /// unconditionally. Bumps the futex word first so a reader about to sleep sees the change.
 pub(crate) fn wake_all(seg: &Segment) {
-    let notify = seg.u32_at(OFF_NOTIFY);
+    let notify = &seg.live().notify;
     // SYNC POINT: SeqCst, as in `publish`: a waiter that loaded the old value before our
     // state store now fails its futex comparison instead of sleeping.
     notify.fetch_add(1, Ordering::SeqCst);
@@ -73,8 +72,8 @@ pub(crate) fn wait_until(
             std::hint::spin_loop();
         }
     }
-    let notify = seg.u32_at(OFF_NOTIFY);
-    let waiters = seg.u32_at(OFF_WAITERS);
+    let notify = &seg.live().notify;
+    let waiters = &seg.live().waiters;
     loop {
         // SYNC POINT: SeqCst, pairs with the `fetch_add` in `publish`.
         let seen = notify.load(Ordering::SeqCst);

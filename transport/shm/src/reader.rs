@@ -11,10 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use camring_protocol::layout::{
-    self, CameraEntry, SlotHeader, Superblock, MAX_CAMERAS, MAX_FRAME, MAX_READERS, OFF_GENERATION,
-    OFF_HEAD, OFF_HEARTBEAT, OFF_PRODUCER_PID, OFF_READERS, OFF_STATE, READER_ENTRY_SIZE,
-    SLOT_OFF_CAMERAS, SLOT_OFF_HEADER, SLOT_OFF_SEQ, STATE_INIT, STATE_LIVE, STATE_REPLACED,
-    STATE_STOPPED,
+    self, CameraEntry, SlotHeader, Superblock, MAX_CAMERAS, MAX_FRAME, MAX_READERS,
+    SLOT_OFF_CAMERAS, SLOT_OFF_HEADER, STATE_INIT, STATE_LIVE, STATE_REPLACED, STATE_STOPPED,
 };
 use zerocopy::FromBytes;
 
@@ -145,7 +143,7 @@ fn attach(name: &str) -> Result<Segment, OpenError> {
     })?;
     // SYNC POINT: Acquire pairs with the producer's Release store of the state after it
     // wrote the superblock.
-    if seg.u32_at(OFF_STATE).load(Ordering::Acquire) == STATE_INIT {
+    if seg.live().state.load(Ordering::Acquire) == STATE_INIT {
         return Err(OpenError::Initializing(name.to_owned()));
     }
     Ok(seg)
@@ -188,7 +186,7 @@ impl Reader {
     }
 
     fn reset_position(&mut self) {
-        self.generation = self.seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed);
+        self.generation = self.seg.live().generation.load(Ordering::Relaxed);
         self.note_seen();
         let head = self.head();
         self.next = head.saturating_sub(1);
@@ -198,7 +196,7 @@ impl Reader {
     fn register(&mut self) {
         let me = std::process::id();
         for i in 0..MAX_READERS {
-            let pid = self.seg.u32_at(OFF_READERS + i * READER_ENTRY_SIZE);
+            let pid = self.seg.reader_pid(i);
             let cur = pid.load(Ordering::Relaxed);
             if (cur == 0 || (cur != me && !pid_alive(cur)))
                 // SYNC POINT: Relaxed: the table is advisory and holds no data to publish.
@@ -212,7 +210,7 @@ impl Reader {
 
     fn unregister(&mut self) {
         if let Some(i) = self.table_index.take() {
-            let pid = self.seg.u32_at(OFF_READERS + i * READER_ENTRY_SIZE);
+            let pid = self.seg.reader_pid(i);
             // SYNC POINT: Relaxed, advisory table (see `register`).
             let _ =
                 pid.compare_exchange(std::process::id(), 0, Ordering::Relaxed, Ordering::Relaxed);
@@ -248,7 +246,7 @@ impl Reader {
     /// Number of frames published so far (the newest is `head() - 1`).
     pub fn head(&self) -> u64 {
         // SYNC POINT: Acquire pairs with the Release store of the head in `commit`.
-        self.seg.u64_at(OFF_HEAD).load(Ordering::Acquire)
+        self.seg.live().head.load(Ordering::Acquire)
     }
 
     /// The generation of the producer the reader last synchronised with.
@@ -283,8 +281,8 @@ impl Reader {
     fn note_seen(&self) {
         // SYNC POINT: Acquire pairs with the producers' Release stores of the state; the
         // two `wait_*` words are this reader's own bookkeeping (Relaxed).
-        let state = self.seg.u32_at(OFF_STATE).load(Ordering::Acquire);
-        let generation = self.seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed);
+        let state = self.seg.live().state.load(Ordering::Acquire);
+        let generation = self.seg.live().generation.load(Ordering::Relaxed);
         self.wait_state.store(state, Ordering::Relaxed);
         self.wait_generation.store(generation, Ordering::Relaxed);
     }
@@ -300,10 +298,10 @@ impl Reader {
             // SYNC POINT: Acquire pairs with the Release head store in `commit` and the
             // Release state stores of producers; the generation is Relaxed, it is only a
             // hint to call `follow`, which re-reads everything.
-            let head = seg.u64_at(OFF_HEAD).load(Ordering::Acquire);
+            let head = seg.live().head.load(Ordering::Acquire);
             (head > next && head < MAX_FRAME)
-                || seg.u32_at(OFF_STATE).load(Ordering::Acquire) != state
-                || seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed) != generation
+                || seg.live().state.load(Ordering::Acquire) != state
+                || seg.live().generation.load(Ordering::Relaxed) != generation
         }
     }
 
@@ -338,8 +336,8 @@ impl Reader {
     /// What the producer is doing.
     pub fn producer(&self) -> ProducerState {
         // SYNC POINT: Acquire pairs with the producers' Release stores of the state.
-        let state = self.seg.u32_at(OFF_STATE).load(Ordering::Acquire);
-        let pid = self.seg.u32_at(OFF_PRODUCER_PID).load(Ordering::Relaxed);
+        let state = self.seg.live().state.load(Ordering::Acquire);
+        let pid = self.seg.live().producer_pid.load(Ordering::Relaxed);
         match state {
             STATE_REPLACED => ProducerState::Replaced,
             STATE_STOPPED => ProducerState::Stopped,
@@ -350,7 +348,7 @@ impl Reader {
 
     /// Age of the producer's last heartbeat (its last publish), in nanoseconds.
     pub fn heartbeat_age_ns(&self) -> u64 {
-        let hb = self.seg.u64_at(OFF_HEARTBEAT).load(Ordering::Relaxed);
+        let hb = self.seg.live().heartbeat.load(Ordering::Relaxed);
         crate::clock::now_ns().saturating_sub(hb)
     }
 
@@ -360,9 +358,9 @@ impl Reader {
     pub fn follow(&mut self) -> Result<Follow, OpenError> {
         // What follow sees, `wait` need not report again.
         self.note_seen();
-        let generation = self.seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed);
+        let generation = self.seg.live().generation.load(Ordering::Relaxed);
         // SYNC POINT: Acquire pairs with the producers' Release stores of the state.
-        let state = self.seg.u32_at(OFF_STATE).load(Ordering::Acquire);
+        let state = self.seg.live().state.load(Ordering::Acquire);
         let moved = match std::fs::metadata(&self.path) {
             Ok(m) => m.ino() != self.seg.ino,
             Err(_) => {
@@ -490,7 +488,7 @@ impl Reader {
     ) -> Result<(u64, usize, SlotHeader, [CameraEntry; MAX_CAMERAS]), ReadError> {
         let sb = &self.seg.sb;
         let slot_off = sb.slot_offset(n % u64::from(sb.slot_count)) as usize;
-        let seq = self.seg.u64_at(slot_off + SLOT_OFF_SEQ);
+        let seq = self.seg.slot_seq(slot_off);
         let begin = seqlock::read_begin(seq);
         let want = seqlock::complete(n);
         if begin > want {
@@ -600,7 +598,7 @@ impl<'a> Frame<'a> {
     /// (docs/ring.md §8.4 step 8), else [`ReadError::Torn`]. Either is counted in the
     /// reader's stats.
     pub fn validate(&self) -> Result<(), ReadError> {
-        let seq = self.seg.u64_at(self.slot_off + SLOT_OFF_SEQ);
+        let seq = self.seg.slot_seq(self.slot_off);
         if seqlock::read_validate(seq, self.begin) {
             return Ok(());
         }

@@ -10,12 +10,54 @@ use std::path::PathBuf;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
-use camring_protocol::layout::{LayoutError, Superblock, SUPERBLOCK_SIZE};
+use camring_protocol::layout::{
+    LayoutError, Superblock, OFF_GENERATION, OFF_HEAD, OFF_HEARTBEAT, OFF_NOTIFY, OFF_PRODUCER_PID,
+    OFF_PRODUCER_START, OFF_READERS, OFF_STATE, OFF_WAITERS, READER_ENTRY_SIZE, SLOT_OFF_SEQ,
+    SUPERBLOCK_SIZE,
+};
 use memmap2::{MmapOptions, MmapRaw};
 use rustix::fs::FlockOperation;
 use zerocopy::{FromBytes, FromZeros};
 
 use crate::racy::SharedBytes;
+
+/// The superblock's atomic words, bytes 512..560 of the segment (docs/ring.md §4), as one
+/// `repr(C)` struct: [`Segment::live`] hands it out.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct LiveWords {
+    /// Bumped by each producer that (re)initialises the ring.
+    pub generation: AtomicU64,
+    /// The newest published frame number + 1 (0: none yet).
+    pub head: AtomicU64,
+    /// The producer's last sign of life, ring clock ns.
+    pub heartbeat: AtomicU64,
+    /// The producer's pid.
+    pub producer_pid: AtomicU32,
+    /// `STATE_*`.
+    pub state: AtomicU32,
+    /// The futex word readers sleep on.
+    pub notify: AtomicU32,
+    /// Readers sleeping (or about to sleep) on `notify`.
+    pub waiters: AtomicU32,
+    /// The producer's process start time (pid reuse check).
+    pub producer_start: AtomicU64,
+}
+
+// Each field sits at the offset docs/ring.md gives it.
+const _: () = {
+    use std::mem::offset_of;
+    let base = OFF_GENERATION;
+    assert!(base + offset_of!(LiveWords, generation) == OFF_GENERATION);
+    assert!(base + offset_of!(LiveWords, head) == OFF_HEAD);
+    assert!(base + offset_of!(LiveWords, heartbeat) == OFF_HEARTBEAT);
+    assert!(base + offset_of!(LiveWords, producer_pid) == OFF_PRODUCER_PID);
+    assert!(base + offset_of!(LiveWords, state) == OFF_STATE);
+    assert!(base + offset_of!(LiveWords, notify) == OFF_NOTIFY);
+    assert!(base + offset_of!(LiveWords, waiters) == OFF_WAITERS);
+    assert!(base + offset_of!(LiveWords, producer_start) == OFF_PRODUCER_START);
+    assert!(base + size_of::<LiveWords>() <= OFF_READERS);
+};
 
 /// Directory where Linux keeps POSIX shared memory (`shm_open` names).
 pub const SHM_DIR: &str = "/dev/shm";
@@ -127,10 +169,42 @@ impl Segment {
         self.map.as_mut_ptr().wrapping_add(offset)
     }
 
+    /// The superblock's live words, typed (docs/ring.md §4): a field cannot be read at a
+    /// wrong offset or with a wrong width.
+    pub(crate) fn live(&self) -> &LiveWords {
+        let ptr = self.ptr_at(
+            OFF_GENERATION,
+            size_of::<LiveWords>(),
+            align_of::<LiveWords>(),
+        );
+        // SAFETY: `ptr_at` proved the `size_of::<LiveWords>()` bytes at `OFF_GENERATION`
+        // are inside the mapping and aligned for `LiveWords` (8; the mapping is
+        // page-aligned). `LiveWords` is `repr(C)` of `AtomicU64`/`AtomicU32` fields, which
+        // have the size and alignment of `u64`/`u32` and no padding between them here
+        // (asserted at compile time below), so the bytes are a valid `LiveWords` whatever
+        // they hold. Every field is an atomic (interior mutability), so a shared
+        // reference while this process's writer or another process stores to the same
+        // words is what atomics are for; every process that follows the ring protocol
+        // accesses these words only atomically (docs/ring.md lists them), so there is no
+        // mixed atomic/non-atomic access. The mapping lives as long as `&self`, which
+        // bounds the returned lifetime.
+        unsafe { &*ptr.cast::<LiveWords>() }
+    }
+
+    /// The pid word of reader-table entry `index` (docs/ring.md §4.2).
+    pub(crate) fn reader_pid(&self, index: usize) -> &AtomicU32 {
+        self.u32_at(OFF_READERS + index * READER_ENTRY_SIZE)
+    }
+
+    /// The seqlock word of the slot at `slot_off` (docs/ring.md §5).
+    pub(crate) fn slot_seq(&self, slot_off: usize) -> &AtomicU64 {
+        self.u64_at(slot_off + SLOT_OFF_SEQ)
+    }
+
     /// The `u64` atomic word at `offset`.
     ///
     /// Panics if the word is not inside the mapping or not 8-byte aligned.
-    pub(crate) fn u64_at(&self, offset: usize) -> &AtomicU64 {
+    fn u64_at(&self, offset: usize) -> &AtomicU64 {
         let ptr = self.ptr_at(offset, 8, 8).cast();
         // SAFETY: `ptr_at` proved `offset..offset + 8` is inside the mapping, which is
         // page-aligned, so the pointer is valid and 8-byte aligned as `AtomicU64::from_ptr`
@@ -144,7 +218,7 @@ impl Segment {
     /// The `u32` atomic word at `offset`.
     ///
     /// Panics if the word is not inside the mapping or not 4-byte aligned.
-    pub(crate) fn u32_at(&self, offset: usize) -> &AtomicU32 {
+    fn u32_at(&self, offset: usize) -> &AtomicU32 {
         let ptr = self.ptr_at(offset, 4, 4).cast();
         // SAFETY: as in `u64_at`, with 4 bytes and 4-byte alignment.
         unsafe { AtomicU32::from_ptr(ptr) }

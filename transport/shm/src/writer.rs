@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use camring_protocol::layout::{
     self, CameraEntry, CameraLayout, SlotHeader, Superblock, MAX_CAMERAS, MAX_FRAME, MAX_SLOTS,
-    OFF_GENERATION, OFF_HEAD, OFF_HEARTBEAT, OFF_PRODUCER_PID, OFF_PRODUCER_START, OFF_STATE,
-    PAYLOAD_ALIGN, SLOT_HEADER_SIZE, SLOT_OFF_CAMERAS, SLOT_OFF_HEADER, SLOT_OFF_SEQ, STATE_LIVE,
-    STATE_REPLACED, STATE_STOPPED,
+    OFF_PRODUCER_PID, OFF_STATE, PAYLOAD_ALIGN, SLOT_HEADER_SIZE, SLOT_OFF_CAMERAS,
+    SLOT_OFF_HEADER, STATE_LIVE, STATE_REPLACED, STATE_STOPPED,
 };
 use rustix::fs::{FallocateFlags, FlockOperation, Mode};
 use zerocopy::IntoBytes;
@@ -222,10 +221,10 @@ impl Writer {
         };
         // SYNC POINT: Acquire pairs with the dead producer's Release head store (it is dead,
         // but its stores may still be in flight to this core).
-        let head = seg.u64_at(OFF_HEAD).load(Ordering::Acquire);
-        let old_generation = seg.u64_at(OFF_GENERATION).load(Ordering::Relaxed);
+        let head = seg.live().head.load(Ordering::Acquire);
+        let old_generation = seg.live().generation.load(Ordering::Relaxed);
         // SYNC POINT: Acquire pairs with producers' Release stores of the state.
-        let state = seg.u32_at(OFF_STATE).load(Ordering::Acquire);
+        let state = seg.live().state.load(Ordering::Acquire);
         if seg.sb.same_layout(sb) && state != STATE_REPLACED && head < MAX_FRAME {
             let generation = claim(&seg, old_generation.wrapping_add(1));
             notify::wake_all(&seg);
@@ -240,8 +239,7 @@ impl Writer {
         }
         // Another layout, or broken: tell its readers to re-open, then replace it.
         // SYNC POINT: Release pairs with readers' Acquire load of the state.
-        seg.u32_at(OFF_STATE)
-            .store(STATE_REPLACED, Ordering::Release);
+        seg.live().state.store(STATE_REPLACED, Ordering::Release);
         notify::wake_all(&seg);
         drop(seg);
         Self::create_fresh(
@@ -312,7 +310,7 @@ impl Writer {
         seg.prefault_fresh();
         let mut seg = seg;
         seg.write_superblock(sb);
-        seg.u64_at(OFF_HEAD).store(0, Ordering::Relaxed);
+        seg.live().head.store(0, Ordering::Relaxed);
         // Readers cannot open the segment before the rename below publishes its name, and
         // that syscall happens after every store made here, so they see the whole superblock.
         let generation = claim(&seg, min_generation);
@@ -377,9 +375,7 @@ impl Writer {
 
     /// Refreshes the liveness heartbeat (publishing does it too).
     pub fn heartbeat(&self) {
-        self.seg
-            .u64_at(OFF_HEARTBEAT)
-            .store(now_ns(), Ordering::Relaxed);
+        self.seg.live().heartbeat.store(now_ns(), Ordering::Relaxed);
     }
 
     /// Starts writing the next frame into its slot. Readers see the slot as being written
@@ -391,7 +387,7 @@ impl Writer {
             .seg
             .sb
             .slot_offset(n % u64::from(self.seg.sb.slot_count)) as usize;
-        seqlock::write_begin(self.seg.u64_at(slot_off + SLOT_OFF_SEQ), n);
+        seqlock::write_begin(self.seg.slot_seq(slot_off), n);
         SlotLoan {
             writer: self,
             frame: n,
@@ -407,7 +403,8 @@ impl Drop for Writer {
     fn drop(&mut self) {
         // SYNC POINT: Release pairs with readers' Acquire load of the state.
         self.seg
-            .u32_at(OFF_STATE)
+            .live()
+            .state
             .store(STATE_STOPPED, Ordering::Release);
         notify::wake_all(&self.seg);
         if same_file(&self.path, &self.seg.file) {
@@ -420,16 +417,15 @@ impl Drop for Writer {
 /// its pid, start time and heartbeat, then the state LIVE. Returns the generation.
 fn claim(seg: &Segment, min_generation: u64) -> u64 {
     let generation = now_ns().max(min_generation);
-    seg.u64_at(OFF_GENERATION)
-        .store(generation, Ordering::Relaxed);
-    seg.u32_at(OFF_PRODUCER_PID)
+    seg.live().generation.store(generation, Ordering::Relaxed);
+    seg.live()
+        .producer_pid
         .store(std::process::id(), Ordering::Relaxed);
-    seg.u64_at(OFF_PRODUCER_START)
-        .store(now_ns(), Ordering::Relaxed);
-    seg.u64_at(OFF_HEARTBEAT).store(now_ns(), Ordering::Relaxed);
+    seg.live().producer_start.store(now_ns(), Ordering::Relaxed);
+    seg.live().heartbeat.store(now_ns(), Ordering::Relaxed);
     // SYNC POINT: Release pairs with readers' Acquire loads of the state (in `attach`,
     // `producer`, `follow`): a reader that sees LIVE sees the generation and pid above.
-    seg.u32_at(OFF_STATE).store(STATE_LIVE, Ordering::Release);
+    seg.live().state.store(STATE_LIVE, Ordering::Release);
     generation
 }
 
@@ -636,12 +632,12 @@ impl SlotLoan<'_> {
         )?;
         seg.copy_in(self.slot_off + SLOT_OFF_HEADER, header.as_bytes());
         seg.copy_in(self.slot_off + SLOT_OFF_CAMERAS, self.entries.as_bytes());
-        seqlock::write_end(seg.u64_at(self.slot_off + SLOT_OFF_SEQ), self.frame);
+        seqlock::write_end(seg.slot_seq(self.slot_off), self.frame);
         // SYNC POINT: Release pairs with the readers' Acquire load of the head: a reader
         // that sees head > n finds slot n complete (or overwritten by a later frame).
-        seg.u64_at(OFF_HEAD)
-            .store(self.frame + 1, Ordering::Release);
-        seg.u64_at(OFF_HEARTBEAT)
+        seg.live().head.store(self.frame + 1, Ordering::Release);
+        seg.live()
+            .heartbeat
             .store(header.publish_ns, Ordering::Relaxed);
         notify::publish(seg);
         self.writer.next = self.frame + 1;
