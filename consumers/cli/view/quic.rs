@@ -30,9 +30,7 @@ use crate::signals::StopFlag;
 /// Default port of `quic://` URLs (the bridge's default).
 pub const DEFAULT_PORT: u16 = 4433;
 /// Largest multi-frame message accepted on one stream.
-pub const MAX_MESSAGE: usize = 256 << 20;
-/// Frame streams the server may have open towards this client at once.
-const MAX_STREAMS: u32 = 8;
+pub const MAX_MESSAGE: usize = camring_bridge::quic::CLIENT_MAX_MESSAGE;
 /// Messages read whole and waiting to be handled.
 const QUEUE: usize = 4;
 
@@ -162,22 +160,6 @@ fn trust(args: &ViewArgs) -> anyhow::Result<Trust> {
     }
 }
 
-/// The client's transport parameters: a few frame streams at once, bounded receive
-/// windows (so what a slow reader holds is bounded), keep-alives, no datagrams.
-fn transport() -> quinn::TransportConfig {
-    let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_uni_streams(VarInt::from_u32(MAX_STREAMS))
-        .max_concurrent_bidi_streams(VarInt::from_u32(0))
-        .stream_receive_window(VarInt::from_u32(8 << 20))
-        .receive_window(VarInt::from_u32(32 << 20))
-        .datagram_receive_buffer_size(None)
-        .keep_alive_interval(Some(Duration::from_secs(2)))
-        .max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(Duration::from_secs(10)).expect("fits"),
-        ));
-    t
-}
-
 pub fn run(args: &ViewArgs) -> anyhow::Result<ExitCode> {
     let target = QuicTarget::new(&args.url, args.token.as_deref(), &args.settings())
         .map_err(anyhow::Error::msg)?;
@@ -191,7 +173,7 @@ pub fn run(args: &ViewArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut config = quinn::ClientConfig::new(tls::client_crypto(&trust)?);
-    config.transport_config(Arc::new(transport()));
+    config.transport_config(Arc::new(camring_bridge::quic::client_transport()));
     let stop = StopFlag::install()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
@@ -19,9 +18,7 @@ use tokio::sync::mpsc;
 use super::{Link, CLOSE_TIMEOUT, FINGERPRINT};
 
 /// Largest message read (as `camring view`).
-const MAX_MESSAGE: usize = 256 << 20;
-/// Frame streams open at once (as `camring view`).
-const MAX_STREAMS: u32 = 8;
+const MAX_MESSAGE: usize = camring_bridge::quic::CLIENT_MAX_MESSAGE;
 
 /// What a stream's reader hands back.
 type Read = Result<Vec<u8>, quinn::ReadToEndError>;
@@ -39,21 +36,6 @@ pub(super) struct Quic {
     rx: mpsc::UnboundedReceiver<Read>,
 }
 
-/// The client's transport parameters, as `camring view quic://` sets them.
-fn transport() -> quinn::TransportConfig {
-    let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_uni_streams(VarInt::from_u32(MAX_STREAMS))
-        .max_concurrent_bidi_streams(VarInt::from_u32(0))
-        .stream_receive_window(VarInt::from_u32(8 << 20))
-        .receive_window(VarInt::from_u32(32 << 20))
-        .datagram_receive_buffer_size(None)
-        .keep_alive_interval(Some(Duration::from_secs(2)))
-        .max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(Duration::from_secs(10)).expect("fits"),
-        ));
-    t
-}
-
 impl Quic {
     /// Connects to `ADDR#sha256=HEX`, says hello and waits for the first `state`.
     pub(super) async fn connect(endpoint: &str) -> Result<Quic> {
@@ -63,7 +45,7 @@ impl Quic {
         let addr: SocketAddr = addr.parse().context("the bridge's address")?;
         let pin = tls::parse_fingerprint(pin)?;
         let mut config = quinn::ClientConfig::new(tls::client_crypto(&Trust::Pinned(pin))?);
-        config.transport_config(Arc::new(transport()));
+        config.transport_config(Arc::new(camring_bridge::quic::client_transport()));
         let mut endpoint =
             camring_bridge::quic::client_endpoint(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         endpoint.set_default_client_config(config);
