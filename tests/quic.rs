@@ -1235,11 +1235,7 @@ impl LiveView {
                 let Ok(line) = line else { break };
                 // `… fps  latency p50 … frames N …`: frames delivered so far.
                 if line.contains("latency p50") {
-                    if let Some(frames) = line
-                        .split("  frames ")
-                        .nth(1)
-                        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-                    {
+                    if let Some(frames) = live_frames(&line) {
                         samples.push((frames, ring_head(&ring)));
                     }
                 }

@@ -503,13 +503,10 @@ impl<F: Offered> Session<F> {
     fn count_dropped(&mut self, frame: &F) {
         self.connection.dropped += 1;
         self.window_dropped += 1;
-        let ids: Vec<u32> = frame
-            .cameras()
-            .map(|(id, _, _)| id)
-            .filter(|&id| self.wants_camera(id))
-            .collect();
-        for id in ids {
-            self.camera(id).dropped += 1;
+        for (id, _, _) in frame.cameras() {
+            if self.wants_camera(id) {
+                self.camera(id).dropped += 1;
+            }
         }
     }
 

@@ -397,42 +397,21 @@ impl Bridge {
     /// Starts `camring bridge ws --ring RING --listen 127.0.0.1:0 EXTRA...` and waits for
     /// the `listening on http://ADDR/` line (its stderr keeps being collected).
     pub fn start(ring: &str, extra: &[&str]) -> Bridge {
-        use std::io::BufRead;
         let mut args = vec!["bridge", "ws", "--ring", ring, "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let mut proc = Proc::spawn(&args);
-        let stderr = proc.child.stderr.take().expect("stderr piped");
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = std::sync::Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line
-                    .split("listening on http://")
-                    .nth(1)
-                    .and_then(|rest| rest.split('/').next())
-                    .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-                {
-                    let _ = tx.send(addr);
-                }
-                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = proc.child.kill();
-                std::thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "the bridge never said where it listens; stderr:\n{}",
-                    log.lock().unwrap_or_else(|e| e.into_inner())
-                );
-            }
+        let find = |line: &str| {
+            line.split("listening on http://")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
         };
-        Bridge { proc, addr, log }
+        let l = spawn_logged(&args, find, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("the bridge never said where it listens: {e}"));
+        Bridge {
+            proc: l.proc,
+            addr: l.found,
+            log: l.log,
+        }
     }
 
     /// Its stderr so far.

@@ -79,16 +79,6 @@ impl CachedFrame {
         self.ring.frame
     }
 
-    /// Bit `i` set for every camera `i` of this frame whose id `wanted` accepts.
-    pub fn mask(&self, wanted: impl Fn(u32) -> bool) -> u32 {
-        self.ring
-            .cameras
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| wanted(c.info.camera_id))
-            .fold(0, |m, (i, _)| m | (1 << i))
-    }
-
     /// Camera `index` (ring order) at `variant`, made once per frame.
     pub async fn image(
         self: &Arc<Self>,
