@@ -40,8 +40,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use camring_bridge::udp::client::{self, Client, ClientConfig, Event};
 use camring_bridge::udp::{CountersHandle, UdpBridge, UdpConfig};
+use camring_client::udp::{self as client, Client, ClientConfig, Event};
 use camring_protocol::udp::{
     Fragmenter, Reassembler, ReassemblerConfig, DEFAULT_MTU, FRAGMENT_HEADER_SIZE, MAX_MTU,
 };

@@ -18,7 +18,7 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use camring_bridge::udp::client::{self, Client, ClientConfig, Event};
+use camring_client::udp::{self as client, Client, ClientConfig, Event};
 use camring_protocol::udp::{self as dgram, Keepalive, Subscribe, Unsubscribe};
 use camring_protocol::wire;
 use common::relay::{Impair, Relay, RelayLog};
