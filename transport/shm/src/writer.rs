@@ -343,6 +343,51 @@ impl Writer {
         })))
     }
 
+    /// A writer of a ring that lives inside this process, on a heap region instead of a
+    /// segment file (`Segment::heap`): for the unit tests, which Miri runs (it cannot map
+    /// files, `flock` or `fallocate`). Readers attach with [`Reader::open_heap`]. Everything
+    /// after the segment's creation is as in [`Writer::create`]'s fresh case: the same
+    /// superblock and the same `claim`, so the ring is byte for byte what a file would
+    /// hold.
+    ///
+    /// [`Reader::open_heap`]: crate::Reader::open_heap
+    ///
+    /// # Safety
+    ///
+    /// `Segment::heap`'s contract, for as long as the writer or any reader of its ring
+    /// lives: no racing access to the region's bytes (drive the writer and its readers from
+    /// one thread) and no reader reading bytes a live loan buffer covers.
+    #[cfg(test)]
+    pub(crate) unsafe fn create_heap(
+        name: &str,
+        config: &RingConfig,
+    ) -> Result<Writer, CreateError> {
+        let sb = config.superblock()?;
+        // SAFETY: the caller takes on `Segment::heap`'s contract (`# Safety` above).
+        let mut seg = unsafe { Segment::heap(&sb) };
+        // Zeroed already (like a fresh file), and nothing to pre-fault: no `prefault_fresh`.
+        seg.write_superblock(&sb);
+        seg.live().head.store(0, Ordering::Relaxed);
+        // No reader can attach before this returns (`Reader::open_heap` needs the writer),
+        // which orders every store made here before their first load.
+        let generation = claim(&seg, 0);
+        Ok(Writer {
+            seg,
+            name: name.to_owned(),
+            path: path_of(name),
+            next: 0,
+            generation,
+            origin: Origin::Created,
+        })
+    }
+
+    /// The segment, for `Reader::open_heap` (which attaches its own segment to the same
+    /// heap region) and the unit tests.
+    #[cfg(test)]
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
     /// The ring's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -407,8 +452,11 @@ impl Drop for Writer {
             .state
             .store(STATE_STOPPED, Ordering::Release);
         notify::wake_all(&self.seg);
-        if same_file(&self.path, &self.seg.file) {
-            let _ = std::fs::remove_file(&self.path);
+        // A heap-backed ring (unit tests) has no file and no name to remove.
+        if let Some(file) = self.seg.file() {
+            if same_file(&self.path, file) {
+                let _ = std::fs::remove_file(&self.path);
+            }
         }
     }
 }
