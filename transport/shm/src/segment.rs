@@ -105,7 +105,7 @@ enum Backing {
     Heap {
         region: std::sync::Arc<heap::Region>,
         /// Held by the writer's segment: the heap's stand-in for the producer's `flock`.
-        _lock: Option<heap::ProducerLock>,
+        lock: Option<heap::ProducerLock>,
     },
 }
 
@@ -201,7 +201,7 @@ impl Segment {
         let region = heap::Region::new(len);
         Segment {
             backing: Backing::Heap {
-                _lock: Some(heap::ProducerLock::take(&region)),
+                lock: Some(heap::ProducerLock::try_take(&region).expect("a new region")),
                 region,
             },
             sb: Superblock::new_zeroed(),
@@ -224,10 +224,24 @@ impl Segment {
         Ok(Segment {
             backing: Backing::Heap {
                 region: std::sync::Arc::clone(region),
-                _lock: None,
+                lock: None,
             },
             sb,
         })
+    }
+
+    /// Takes the producer lock of a heap-backed segment's region into this segment, as a
+    /// producer `flock`s a segment file; false if a writer's segment holds it. Panics if
+    /// `self` is not heap-backed.
+    #[cfg(test)]
+    pub(crate) fn heap_lock(&mut self) -> bool {
+        let Backing::Heap { region, lock } = &mut self.backing else {
+            panic!("heap_lock on a mapped segment");
+        };
+        if lock.is_none() {
+            *lock = heap::ProducerLock::try_take(region);
+        }
+        lock.is_some()
     }
 
     /// Writes the superblock of a segment no reader can see yet, and keeps its copy.
@@ -566,13 +580,12 @@ pub(crate) mod heap {
     pub(crate) struct ProducerLock(Arc<Region>);
 
     impl ProducerLock {
-        /// Takes the lock of a region that has no writer yet (panics otherwise).
-        pub(crate) fn take(region: &Arc<Region>) -> ProducerLock {
+        /// Takes the lock of `region`; `None` if a writer's segment holds it.
+        pub(crate) fn try_take(region: &Arc<Region>) -> Option<ProducerLock> {
             // SYNC POINT: AcqRel pairs with the Release store of the previous holder's
             // drop, as in `locked`.
             let was = region.locked.swap(true, Ordering::AcqRel);
-            assert!(!was, "a heap region has one writer at a time");
-            ProducerLock(Arc::clone(region))
+            (!was).then(|| ProducerLock(Arc::clone(region)))
         }
     }
 

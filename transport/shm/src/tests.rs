@@ -3,7 +3,8 @@
 //! `cargo +nightly miri test -p camring-shm --lib`. Miri cannot map files, `flock` or
 //! `fallocate`, but everything after the segment's creation (the superblock, loans and
 //! commits, the seqlock, `try_read` in both modes, lapped and in-progress detection, the
-//! racy views, the live words, the futex wait) is the code a file-backed ring runs.
+//! racy views, the live words, the futex wait, the in-place take-over by a new producer
+//! and `follow`ing it) is the code a file-backed ring runs.
 //!
 //! Each test drives its writer and readers from one thread, interleaving them by hand:
 //! that is `Segment::heap`'s contract (the abstract machine sees the writer's writes to the
@@ -15,9 +16,17 @@
 //! which Miri would report; the crate argues why it is harmless for a file mapping
 //! (`racy.rs`), which Miri cannot run.
 //!
-//! What the file-backed paths add (creating, taking over and replacing segments, `flock`
-//! liveness, `follow` across segments, `admin`) is tested by `tests/ring.rs` and
-//! `tests/hostile.rs` against `/dev/shm`, not here.
+//! Under Miri, rustix uses its libc backend (its build script picks it for Miri, which
+//! runs no inline-asm syscalls), and Miri emulates `syscall(SYS_futex)` wait and wake, the
+//! monotonic clock and `getpid`; it warns once of an integer-to-pointer cast inside
+//! rustix's `futex_val2` (how that wrapper passes its unused timeout argument), which is
+//! rustix's and harmless. `CLOCK_REALTIME` is refused under Miri's isolation, so
+//! `clock::now_ns` has a Miri stand-in.
+//!
+//! What only the file-backed paths do (creating, locking, mapping and replacing segment
+//! files, `flock` liveness and a dead producer, `follow` to a new segment, hostile files,
+//! `admin`) is tested by `tests/ring.rs` and `tests/hostile.rs` against `/dev/shm`, and
+//! cannot run under Miri, which has no file mappings.
 
 use std::time::Duration;
 
@@ -596,4 +605,56 @@ fn wait_wakes_on_publish() {
     });
     // The join orders the writer's writes before the reads.
     expect_gray(&mut r, ReadMode::Next, 0);
+}
+
+#[test]
+fn a_new_producer_takes_the_ring_over_and_readers_follow() {
+    let mut w = ring("take-over", 4, 1);
+    let mut r = Reader::open_heap(&w).expect("attaches");
+    for _ in 0..3 {
+        publish_gray(&mut w);
+    }
+    expect_gray(&mut r, ReadMode::Next, 0);
+    let config = RingConfig::new(4, layouts(1), 30_000);
+    // SAFETY: as in `ring`: this test drives every writer and reader from its thread and
+    // reads no payload while it holds a loan buffer.
+    let alive = unsafe { Writer::take_over_heap(&r, &config) };
+    assert!(matches!(
+        alive,
+        Err(crate::CreateError::ProducerAlive { pid, .. }) if pid == std::process::id()
+    ));
+    let old_generation = w.generation();
+    drop(w);
+    assert_eq!(r.producer(), ProducerState::Stopped);
+    // Another layout is refused (a file-backed ring would be replaced instead).
+    // SAFETY: as above.
+    let other = unsafe { Writer::take_over_heap(&r, &RingConfig::new(2, layouts(1), 30_000)) };
+    assert!(matches!(other, Err(crate::CreateError::InvalidLayout(_))));
+    // SAFETY: as above.
+    let mut w = unsafe { Writer::take_over_heap(&r, &config) }.expect("takes over");
+    assert_eq!(w.origin(), Origin::TookOver);
+    assert!(w.generation() > old_generation);
+    assert_eq!(w.next_frame(), 3);
+    assert_eq!(
+        r.producer(),
+        ProducerState::Live {
+            pid: std::process::id()
+        }
+    );
+    assert_eq!(r.follow().expect("no error"), Follow::NewGeneration);
+    assert_eq!(r.generation(), w.generation());
+    assert_eq!(r.stats().resyncs, 1);
+    // The frames of the old producer are still there, then the new one's continue.
+    expect_gray(&mut r, ReadMode::Next, 1);
+    expect_gray(&mut r, ReadMode::Next, 2);
+    assert_eq!(publish_gray(&mut w), 3);
+    let frame = r
+        .try_read(ReadMode::Next)
+        .expect("no error")
+        .expect("a frame");
+    assert_eq!(
+        (frame.number(), frame.header().generation),
+        (3, w.generation())
+    );
+    frame.validate().expect("whole");
 }
