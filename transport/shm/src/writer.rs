@@ -383,9 +383,11 @@ impl Writer {
         let mut seg = unsafe { Segment::heap(&sb) };
         // Zeroed already (like a fresh file), and nothing to pre-fault: no `prefault_fresh`.
         seg.write_superblock(&sb);
+        // SYNC POINT: Relaxed, as in `create_fresh`: no reader can attach before this
+        // returns (`Reader::open_heap` needs the writer, and whatever hands it to another
+        // thread orders these stores before that thread's loads); `claim` ends with the
+        // Release state store that `Reader::open_heap`'s Acquire load pairs with.
         seg.live().head.store(0, Ordering::Relaxed);
-        // No reader can attach before this returns (`Reader::open_heap` needs the writer),
-        // which orders every store made here before their first load.
         let generation = claim(&seg, 0);
         Ok(Writer {
             seg,
@@ -420,6 +422,7 @@ impl Writer {
         if !seg.heap_lock() {
             return Err(CreateError::ProducerAlive {
                 name: name.to_owned(),
+                // SYNC POINT: Relaxed: only reported in the error.
                 pid: seg.live().producer_pid.load(Ordering::Relaxed),
             });
         }
