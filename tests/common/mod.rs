@@ -383,7 +383,7 @@ pub fn rss_kb(pid: i32) -> Option<u64> {
 }
 
 // ---------------------------------------------------------------------------------------
-// `camring bridge ws` (tests/bridge.rs): the bridge process, plain HTTP and /metrics.
+// `camring bridge ws` (tests/bridge/): the bridge process, plain HTTP and /metrics.
 // ---------------------------------------------------------------------------------------
 
 /// A running `camring bridge ws` (killed when dropped), its address and its stderr so far.
