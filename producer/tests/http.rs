@@ -377,6 +377,19 @@ impl Running {
         got
     }
 
+    /// Waits until the source is down; the error it reports.
+    fn wait_down(&mut self) -> String {
+        let mut error = String::new();
+        self.wait("the source to fail", |r| match r.feed.state() {
+            SourceState::Down(e) => {
+                error = e;
+                true
+            }
+            _ => false,
+        });
+        error
+    }
+
     /// Stops the source and waits for its thread.
     fn stop(mut self) {
         self.stop.stop();
@@ -674,14 +687,7 @@ fn a_server_restart_on_the_same_port_is_survived() {
 fn refused_with(answer: &'static str) -> String {
     let server = Server::start(Style::esp32(), move |c| c.raw(answer.as_bytes()));
     let mut src = Running::start(HttpSpec::new(server.url()));
-    let mut error = String::new();
-    src.wait("the source to fail", |r| match r.feed.state() {
-        SourceState::Down(e) => {
-            error = e;
-            true
-        }
-        _ => false,
-    });
+    let error = src.wait_down();
     assert_eq!(src.feed.stats().captured, 0);
     src.stop();
     server.stop();
@@ -725,14 +731,7 @@ fn https_goes_through_rustls() {
         hello
     });
     let mut src = Running::start(HttpSpec::new(url));
-    let mut error = String::new();
-    src.wait("the source to fail", |r| match r.feed.state() {
-        SourceState::Down(e) => {
-            error = e;
-            true
-        }
-        _ => false,
-    });
+    let error = src.wait_down();
     src.stop();
     let hello = server.join().unwrap();
     assert_eq!(hello[0], 0x16, "a TLS handshake record arrived");
