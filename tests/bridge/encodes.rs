@@ -15,13 +15,11 @@ async fn metrics_around(
 ) -> (Vec<Checker>, HashMap<String, f64>, HashMap<String, f64>) {
     let ready = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = queries
-        .iter()
-        .enumerate()
-        .map(|(i, &query)| {
+    let tasks = spawn_clients(&tokio::runtime::Handle::current(), addr, queries, {
+        let (ready, stop) = (Arc::clone(&ready), Arc::clone(&stop));
+        move |_, mut c, mut ws| {
             let (ready, stop) = (Arc::clone(&ready), Arc::clone(&stop));
-            tokio::spawn(async move {
-                let (mut c, mut ws) = client(addr, i, query).await;
+            async move {
                 for _ in 0..3 {
                     next_frame(&mut ws, &mut c).await;
                 }
@@ -31,9 +29,9 @@ async fn metrics_around(
                 }
                 let _ = ws.close(None).await;
                 c
-            })
-        })
-        .collect();
+            }
+        }
+    });
     let deadline = Instant::now() + PATIENCE;
     while ready.load(Ordering::Relaxed) < queries.len() as u64 {
         assert!(Instant::now() < deadline, "clients got no frames");

@@ -46,24 +46,21 @@ fn producer_killed_and_restarted_clients_follow_without_reconnecting() {
         queries.len()
     ]));
     let stop = Arc::new(AtomicU64::new(0));
-    let clients: Vec<_> = queries
-        .iter()
-        .enumerate()
-        .map(|(i, &query)| {
+    let clients = spawn_clients(rt.handle(), addr, &queries, {
+        let (seen, stop) = (Arc::clone(&seen), Arc::clone(&stop));
+        move |i, mut c, mut ws| {
             let (seen, stop) = (Arc::clone(&seen), Arc::clone(&stop));
-            rt.spawn(async move {
-                let (mut c, mut ws) = client(addr, i, query).await;
+            async move {
                 while stop.load(Ordering::Relaxed) == 0 {
-                    let next = recv(&mut ws, Duration::from_millis(100)).await;
-                    let message = match next {
-                        Err(_) => continue,
-                        Ok(Some(Ok(m))) => m,
-                        Ok(other) => panic!("{}", c.ended(other)),
+                    let end = Instant::now() + Duration::from_millis(100);
+                    let event = match event_before(&mut ws, &mut c, end).await {
+                        Until::Deadline => continue,
+                        Until::Event(event) => event,
+                        other => panic!("{}", c.ended(other)),
                     };
-                    let event = c.on(message);
                     let mut s = seen.lock().expect("lock");
                     match event {
-                        Some(Event::State) => {
+                        Event::State => {
                             let producer = c.states.last().expect("a state").producer;
                             if producer == ProducerStatus::Live {
                                 if s[i].lives == s[i].downs {
@@ -74,15 +71,15 @@ fn producer_killed_and_restarted_clients_follow_without_reconnecting() {
                                 s[i].downs += 1;
                             }
                         }
-                        Some(Event::Frame(_)) => s[i].frames_since_live += 1,
-                        Some(Event::Closed(code)) => panic!("{}: closed ({code:?})", c.name),
+                        Event::Frame(_) => s[i].frames_since_live += 1,
+                        Event::Closed(code) => panic!("{}: closed ({code:?})", c.name),
                         _ => {}
                     }
                 }
                 c
-            })
-        })
-        .collect();
+            }
+        }
+    });
     // Waits until every client is in `lives` live periods, `downs` ended ones, and (when
     // live) got `frames` frames in this one.
     let wait = |lives: usize, downs: usize, frames: usize, what: &str| {

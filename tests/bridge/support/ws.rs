@@ -91,22 +91,51 @@ pub async fn recv(
     tokio::time::timeout(left, ws.next()).await
 }
 
+/// How [`event_before`] ended.
+#[derive(Debug)]
+pub enum Until {
+    /// A message came and was checked.
+    Event(Event),
+    /// The deadline passed first.
+    Deadline,
+    /// The stream ended.
+    End,
+    /// Reading failed.
+    Failed(tungstenite::Error),
+}
+
+/// Reads until a message that makes an event (checking it), the deadline `end`, or the end
+/// of the connection.
+pub async fn event_before(ws: &mut Ws, c: &mut Checker, end: Instant) -> Until {
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Until::Deadline;
+        }
+        match recv(ws, left).await {
+            Err(_) => return Until::Deadline,
+            Ok(None) => return Until::End,
+            Ok(Some(Err(e))) => return Until::Failed(e),
+            Ok(Some(Ok(m))) => {
+                if let Some(event) = c.on(m) {
+                    return Until::Event(event);
+                }
+            }
+        }
+    }
+}
+
 /// Reads and checks messages until `until`; returns whether the connection is still open.
 pub async fn read_until(ws: &mut Ws, c: &mut Checker, until: Instant) -> bool {
     loop {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return true;
-        }
-        match recv(ws, left).await {
-            Err(_) => return true,
-            Ok(None) => return false,
-            Ok(Some(Err(e))) => panic!("{}", c.ended(e)),
-            Ok(Some(Ok(m))) => {
-                if let Some(Event::Closed(code)) = c.on(m) {
-                    panic!("{}: closed by the server ({code:?})", c.name);
-                }
+        match event_before(ws, c, until).await {
+            Until::Deadline => return true,
+            Until::End => return false,
+            Until::Failed(e) => panic!("{}", c.ended(e)),
+            Until::Event(Event::Closed(code)) => {
+                panic!("{}: closed by the server ({code:?})", c.name)
             }
+            Until::Event(_) => {}
         }
     }
 }
@@ -116,18 +145,12 @@ pub async fn read_until(ws: &mut Ws, c: &mut Checker, until: Instant) -> bool {
 pub async fn read_for(ws: &mut Ws, c: &mut Checker, mut want: impl FnMut(&Event) -> bool) -> Event {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let next = recv(ws, left).await;
-        let message = match next {
-            Err(_) => panic!("{}: nothing expected came", c.name),
-            Ok(None) => panic!("{}", c.ended("end of stream")),
-            Ok(Some(Err(e))) => panic!("{}", c.ended(e)),
-            Ok(Some(Ok(m))) => m,
-        };
-        if let Some(event) = c.on(message) {
-            if want(&event) {
-                return event;
-            }
+        match event_before(ws, c, deadline).await {
+            Until::Deadline => panic!("{}: nothing expected came", c.name),
+            Until::End => panic!("{}", c.ended("end of stream")),
+            Until::Failed(e) => panic!("{}", c.ended(e)),
+            Until::Event(event) if want(&event) => return event,
+            Until::Event(_) => {}
         }
     }
 }
@@ -144,15 +167,11 @@ pub async fn next_frame(ws: &mut Ws, c: &mut Checker) -> Got {
 pub async fn read_to_close(ws: &mut Ws, c: &mut Checker) -> Option<u16> {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match recv(ws, left).await {
-            Err(_) => panic!("{}: the server did not close the connection", c.name),
-            Ok(None) | Ok(Some(Err(_))) => return None,
-            Ok(Some(Ok(m))) => {
-                if let Some(Event::Closed(code)) = c.on(m) {
-                    return code;
-                }
-            }
+        match event_before(ws, c, deadline).await {
+            Until::Deadline => panic!("{}: the server did not close the connection", c.name),
+            Until::End | Until::Failed(_) => return None,
+            Until::Event(Event::Closed(code)) => return code,
+            Until::Event(_) => {}
         }
     }
 }
@@ -181,20 +200,40 @@ pub async fn send_for_state(ws: &mut Ws, c: &mut Checker, json: &str) {
 /// connection ends first.
 pub async fn frame_before(ws: &mut Ws, c: &mut Checker, end: Instant) -> Option<Got> {
     loop {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        match recv(ws, left).await {
-            Err(_) => return None,
-            Ok(Some(Ok(m))) => {
-                if let Some(Event::Frame(g)) = c.on(m) {
-                    return Some(g);
-                }
-            }
-            Ok(other) => panic!("{}", c.ended(other)),
+        match event_before(ws, c, end).await {
+            Until::Deadline => return None,
+            Until::End => panic!("{}", c.ended("end of stream")),
+            Until::Failed(e) => panic!("{}", c.ended(e)),
+            Until::Event(Event::Frame(g)) => return Some(g),
+            Until::Event(_) => {}
         }
     }
+}
+
+/// A task per query on `rt`: each connects as [`client`] `i` of `/ws{query}` and then runs
+/// `run(i, checker, connection)`. The tasks' handles, in the order of `queries`.
+pub fn spawn_clients<F, Fut>(
+    rt: &tokio::runtime::Handle,
+    addr: SocketAddr,
+    queries: &[&'static str],
+    run: F,
+) -> Vec<tokio::task::JoinHandle<Fut::Output>>
+where
+    F: Fn(usize, Checker, Ws) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    queries
+        .iter()
+        .enumerate()
+        .map(|(i, &query)| {
+            let run = run.clone();
+            rt.spawn(async move {
+                let (c, ws) = client(addr, i, query).await;
+                run(i, c, ws).await
+            })
+        })
+        .collect()
 }
 
 /// A well-behaved client that reads (and checks) `/ws{query}` in the background while a
