@@ -1432,15 +1432,7 @@ fn five_percent_loss_through_the_relay() {
 fn reordering_duplication_and_delay_through_the_relay() {
     let (_, log) = quic_through_relay(
         "quic-reorder",
-        Impair {
-            seed: 0x5EED_0003,
-            loss: 0.0,
-            duplicate: 0.05,
-            reorder: 0.2,
-            reorder_max: Duration::from_millis(8),
-            delay: Duration::from_millis(15),
-            jitter: Duration::from_millis(5),
-        },
+        Impair::reordering_duplication_and_delay(0x5EED_0003),
         12,
         Some(0.5),
     );
