@@ -169,11 +169,18 @@ impl Shared {
         self.ready.notify_one();
     }
 
-    /// The next item, waiting for one. Cancel-safe: an item is taken only when returned.
-    async fn next(&self) -> Item {
+    /// The next item, waiting for one; `None`, leaving it queued, if it is one that
+    /// `stop` says is not to be taken here. Cancel-safe: an item is taken only when
+    /// returned.
+    async fn next_unless(&self, stop: impl Fn(&Item) -> bool) -> Option<Item> {
         loop {
-            if let Some(item) = self.lock().items.pop_front() {
-                return item;
+            {
+                let mut s = self.lock();
+                match s.items.front() {
+                    Some(item) if stop(item) => return None,
+                    Some(_) => return s.items.pop_front(),
+                    None => {}
+                }
             }
             // A push between the check and here leaves a permit: no wake-up is lost.
             self.ready.notified().await;
@@ -371,7 +378,10 @@ impl Connect for UdpClient {
     /// loss).
     async fn connect(&mut self) -> Result<UdpLink, UdpConnectError> {
         loop {
-            match self.shared.next().await {
+            let Some(item) = self.shared.next_unless(|_| false).await else {
+                continue;
+            };
+            match item {
                 Item::Event(Event::Subscribed { stream, new_stream }, _) => {
                     self.subscribed_once = true;
                     self.last = Some((stream, new_stream));
@@ -400,19 +410,21 @@ pub struct UdpLink(Arc<Shared>);
 
 impl Link for UdpLink {
     async fn recv(&mut self) -> Result<Received, String> {
+        // A new subscription, or a refusal, ends this one: left for `connect` to take.
+        let ends = |i: &Item| {
+            matches!(
+                i,
+                Item::Event(Event::Subscribed { .. } | Event::Refused(_), _)
+            )
+        };
         loop {
-            {
-                // A new subscription, or a refusal, ends this one: left for `connect`
-                // to take.
-                match self.0.lock().items.front() {
-                    Some(Item::Event(Event::Subscribed { .. }, _)) => {
-                        return Err("the server's stream changed".to_owned())
-                    }
-                    Some(Item::Event(Event::Refused(reason), _)) => return Err(refusal(*reason)),
-                    _ => {}
-                }
-            }
-            match self.0.next().await {
+            let Some(item) = self.0.next_unless(ends).await else {
+                return Err(match self.0.lock().items.front() {
+                    Some(Item::Event(Event::Refused(reason), _)) => refusal(*reason),
+                    _ => "the server's stream changed".to_owned(),
+                });
+            };
+            match item {
                 Item::Event(Event::Message(data), received_ns) => {
                     return Ok(Received::Message {
                         data: Bytes::from(data),
@@ -462,9 +474,8 @@ mod tests {
         assert_eq!(settings_json(&u), br#"{"fps":5.0}"#);
     }
 
-    #[test]
-    fn only_messages_are_replaced() {
-        let shared = Shared {
+    fn shared() -> Shared {
+        Shared {
             state: Mutex::new(State {
                 client: Client::new(ClientConfig::default(), Instant::now()).unwrap(),
                 items: VecDeque::new(),
@@ -472,8 +483,16 @@ mod tests {
             }),
             ready: Notify::new(),
             stop: AtomicBool::new(false),
-        };
-        let msg = |b: u8| Item::Event(Event::Message(vec![b]), 0);
+        }
+    }
+
+    fn msg(b: u8) -> Item {
+        Item::Event(Event::Message(vec![b]), 0)
+    }
+
+    #[test]
+    fn only_messages_are_replaced() {
+        let shared = shared();
         shared.push(msg(1));
         shared.push(msg(2));
         shared.push(Item::Event(Event::Text("t".into()), 0));
@@ -484,5 +503,43 @@ mod tests {
         assert_eq!(kinds.len(), 3, "{kinds:?}");
         assert!(kinds[0].contains("[2]"), "{kinds:?}");
         assert!(kinds[2].contains("[3]"), "{kinds:?}");
+    }
+
+    #[test]
+    fn a_link_leaves_the_next_subscription_for_connect() {
+        let shared = Arc::new(shared());
+        let mut link = UdpLink(Arc::clone(&shared));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        shared.push(msg(1));
+        let subscribed = Event::Subscribed {
+            stream: 7,
+            new_stream: true,
+        };
+        shared.push(Item::Event(subscribed, 0));
+        shared.push(msg(2));
+        let first = rt.block_on(link.recv()).unwrap();
+        assert!(matches!(first, Received::Message { data, .. } if data[..] == [1]));
+        // Waiting, then woken by the subscription: still not taken.
+        let err = rt.block_on(link.recv()).unwrap_err();
+        assert!(err.contains("stream changed"), "{err}");
+        let front = shared.lock().items.pop_front();
+        assert!(matches!(
+            front,
+            Some(Item::Event(Event::Subscribed { stream: 7, .. }, _))
+        ));
+        // A subscription pushed while the link waits ends it as well.
+        let mut link = UdpLink(Arc::clone(&shared));
+        shared.lock().items.clear();
+        let pusher = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                shared.push(Item::Event(Event::Refused(RefuseReason::Full), 0))
+            })
+        };
+        let err = rt.block_on(link.recv()).unwrap_err();
+        pusher.join().unwrap();
+        assert!(err.contains("refused"), "{err}");
     }
 }
