@@ -12,7 +12,7 @@
 //! `camring_protocol::wire::parse`. All timestamps are `camring_shm::clock::now_ns`.
 //!
 //! A. Throughput, one client taking messages as fast as it can, variants in a fresh random
-//!    order every round (`common::Order`), a fresh connection each time:
+//!    order every round (`kit::Order`), a fresh connection each time:
 //!
 //!    * `bridge`: ring → `QuicBridge` → client (control stream, hello, one stream per
 //!      multi-frame). The producer keeps [`AHEAD`] frame numbers ahead of the newest one
@@ -30,16 +30,15 @@
 //!    message. Received fps per client, frames the bridge dropped (pending replaced or
 //!    streams reset) and streams reset.
 //!
-//! `cargo bench --bench quic` runs the full benchmark; without `--bench` (as under
+//! `cargo bench -p camring-bench --bench quic` runs the full benchmark; without `--bench` (as under
 //! `cargo test --all-targets`) a smoke run with tiny images checks that everything works.
-
-mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::{Gate, JpegSource, Pace, Ring};
 use anyhow::{anyhow, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::quic::control::{
@@ -50,7 +49,7 @@ use camring_bridge::quic::{QuicBridge, QuicConfig, QuicCounters};
 use camring_protocol::wire::{self, CAM_REENCODED};
 use camring_shm::clock::now_ns;
 use camring_shm::Writer;
-use common::{fmt_ns, median, Gate, JpegSource, Order, Pace, Ring, RingGuard, Table};
+use camring_testkit::{self as kit, fmt_ns, median, Order, RingGuard, Table};
 use hdrhistogram::Histogram;
 use quinn::VarInt;
 use tokio::runtime::Runtime;
@@ -170,8 +169,8 @@ impl Recv {
             messages: 0,
             bytes: 0,
             resets: 0,
-            capture: common::histogram(),
-            send: common::histogram(),
+            capture: kit::histogram(),
+            send: kit::histogram(),
             gaps: 0,
             window_ns: 0,
             wall_ns: 0,
@@ -239,14 +238,14 @@ async fn receive(
                     last_frame = Some(m.header.frame);
                     continue;
                 }
-                started.get_or_insert_with(|| (now, common::process_cpu_ns(), machine_busy_ns()));
+                started.get_or_insert_with(|| (now, kit::process_cpu_ns(), machine_busy_ns()));
                 r.messages += 1;
                 r.bytes += data.len() as u64;
                 match &stamps {
                     Stamps::Header => {
-                        common::record(&mut r.send, now.saturating_sub(m.header.send_ns));
+                        kit::record(&mut r.send, now.saturating_sub(m.header.send_ns));
                         for cam in &m.cameras {
-                            common::record(&mut r.capture, now.saturating_sub(cam.info.capture_ns));
+                            kit::record(&mut r.capture, now.saturating_sub(cam.info.capture_ns));
                         }
                         if let Some(l) = last_frame {
                             r.gaps += m.header.frame.saturating_sub(l + 1);
@@ -256,7 +255,7 @@ async fn receive(
                     Stamps::Bare(map) => {
                         let sent = map.lock().unwrap_or_else(|e| e.into_inner()).remove(&index);
                         if let Some(sent) = sent {
-                            common::record(&mut r.send, now.saturating_sub(sent));
+                            kit::record(&mut r.send, now.saturating_sub(sent));
                         }
                     }
                 }
@@ -266,7 +265,7 @@ async fn receive(
     }
     if let Some((wall0, cpu0, busy0)) = started {
         r.wall_ns = now_ns().saturating_sub(wall0);
-        r.cpu_ns = common::process_cpu_ns() - cpu0;
+        r.cpu_ns = kit::process_cpu_ns() - cpu0;
         r.others_ns = machine_busy_ns()
             .saturating_sub(busy0)
             .saturating_sub(r.cpu_ns);
@@ -399,10 +398,10 @@ struct Bench {
     net: Net,
 }
 
-fn main() -> Result<()> {
-    let full = common::full_run();
+/// Runs the benchmark: in full under `cargo bench` (`--bench`), else a smoke run.
+pub fn main() -> Result<()> {
+    let full = kit::Run::get()?.full();
     let p = if full {
-        common::catch_interrupts();
         Params {
             size: (1280, 720),
             warmup_rounds: 1,
@@ -432,7 +431,7 @@ fn main() -> Result<()> {
             case_warmup: Duration::from_millis(50),
         }
     };
-    println!("Machine: {}", common::machine());
+    println!("Machine: {}", kit::Machine::this());
     if !full {
         println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
     }
@@ -447,7 +446,7 @@ impl Bench {
     fn new(p: &Params) -> Result<Bench> {
         let (w, h) = p.size;
         let src = JpegSource::new(CAMERAS, w, h, QUALITY, FRAME)?;
-        let name = common::ring_name("quic");
+        let name = kit::ring_name("quic");
         let guard = RingGuard(name.clone());
         let writer = Writer::create(&name, &src.ring_config(SLOTS))?;
         let server = tokio::runtime::Builder::new_multi_thread()
@@ -616,7 +615,7 @@ impl Bench {
         let mut order = Order::new(0x0071_c0de);
         let counts0 = Counts::of(&self.net.metrics, &self.net.counters);
         for round in 0..p.warmup_rounds + p.rounds {
-            common::check_interrupt()?;
+            kit::check_interrupt()?;
             let measured = round >= p.warmup_rounds;
             let mut round_rate = vec![0.0; n];
             let mut round_cpu = vec![0.0; n];
@@ -776,7 +775,7 @@ impl Bench {
                 idx.reverse();
             }
             for i in idx {
-                common::check_interrupt()?;
+                kit::check_interrupt()?;
                 results[i].push(self.case(p.clients[i])?);
             }
         }
@@ -870,10 +869,10 @@ impl Bench {
                         .collect();
                     tokio::time::sleep_until(from).await;
                     let c0 = Counts::of(&net.metrics, &net.counters);
-                    let (cpu0, wall0) = (common::process_cpu_ns(), now_ns());
+                    let (cpu0, wall0) = (kit::process_cpu_ns(), now_ns());
                     tokio::time::sleep_until(until).await;
                     let counts = Counts::of(&net.metrics, &net.counters).since(c0);
-                    let cores = (common::process_cpu_ns() - cpu0) as f64
+                    let cores = (kit::process_cpu_ns() - cpu0) as f64
                         / now_ns().saturating_sub(wall0).max(1) as f64;
                     let mut recvs = Vec::new();
                     for t in tasks {

@@ -29,16 +29,15 @@
 //!    paths). The bare sender stamps a fresh message at each 30 fps tick and paces it the
 //!    same way. Last, what pacing costs in latency: both unpaced, no loss, MTU 1200.
 //!
-//! `cargo bench --bench udp` runs the full benchmark; without `--bench` (as under
+//! `cargo bench -p camring-bench --bench udp` runs the full benchmark; without `--bench` (as under
 //! `cargo test --all-targets`) a smoke run with tiny images checks that everything works.
-
-mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::JpegSource;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use camring_bridge::udp::client::{self, Client, ClientConfig, Event};
 use camring_bridge::udp::{CountersHandle, UdpBridge, UdpConfig};
@@ -48,7 +47,7 @@ use camring_protocol::udp::{
 use camring_protocol::wire::{self};
 use camring_shm::clock::now_ns;
 use camring_shm::Writer;
-use common::{fmt_ns, median, JpegSource, Order, RingGuard, Table};
+use camring_testkit::{self as kit, fmt_ns, median, Order, RingGuard, Table};
 use hdrhistogram::Histogram;
 use tokio::runtime::Runtime;
 
@@ -264,7 +263,7 @@ impl Recv {
         Recv {
             messages: 0,
             bytes: 0,
-            capture: common::histogram(),
+            capture: kit::histogram(),
             incomplete: 0,
             window_ns: window.as_nanos() as u64,
             sender_cpu_ns: 0,
@@ -389,7 +388,7 @@ fn receive(
             r.messages += 1;
             r.bytes += message.len() as u64;
             for c in &m.cameras {
-                common::record(&mut r.capture, now.saturating_sub(c.info.capture_ns));
+                kit::record(&mut r.capture, now.saturating_sub(c.info.capture_ns));
             }
         }
     }
@@ -513,10 +512,10 @@ struct Bench {
     server: Runtime,
 }
 
-fn main() -> Result<()> {
-    let full = common::full_run();
+/// Runs the benchmark: in full under `cargo bench` (`--bench`), else a smoke run.
+pub fn main() -> Result<()> {
+    let full = kit::Run::get()?.full();
     let p = if full {
-        common::catch_interrupts();
         Params {
             size: (1280, 720),
             warmup_rounds: 2,
@@ -541,14 +540,14 @@ fn main() -> Result<()> {
             case_warmup: Duration::from_millis(100),
         }
     };
-    println!("Machine: {}", common::machine());
+    println!("Machine: {}", kit::Machine::this());
     if !full {
         println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
     }
     println!();
     let (w, h) = p.size;
     let src = Arc::new(JpegSource::new(CAMERAS, w, h, QUALITY, FRAME)?);
-    let ring = common::ring_name("udp");
+    let ring = kit::ring_name("udp");
     let guard = RingGuard(ring.clone());
     let writer = Writer::create(&ring, &src.ring_config(SLOTS))?;
     let server = tokio::runtime::Builder::new_multi_thread()
@@ -716,7 +715,7 @@ impl Bench {
         let mut cpu_ratio = Vec::new();
         let mut order = Order::new(0x0d9_5eed);
         for round in 0..p.warmup_rounds + p.rounds {
-            common::check_interrupt()?;
+            kit::check_interrupt()?;
             let measured = round >= p.warmup_rounds;
             let mut round_rate = [0.0; 2];
             let mut round_cpu = [0.0; 2];
@@ -845,7 +844,7 @@ impl Bench {
             let bridge = self.bridge(camring_bridge::udp::DEFAULT_PACE, mtu)?;
             let k = len.div_ceil(mtu - FRAGMENT_HEADER_SIZE);
             for (i, &loss) in p.losses.iter().enumerate() {
-                common::check_interrupt()?;
+                kit::check_interrupt()?;
                 let seed = 0x1055_0000 + i as u64;
                 let expected = (1.0 - loss).powi(k as i32);
                 // The adapter.
@@ -874,7 +873,7 @@ impl Bench {
             self.stop_bridge(bridge)?;
         }
         // What pacing costs: the same without it, no loss, MTU 1200.
-        common::check_interrupt()?;
+        kit::check_interrupt()?;
         let k = len.div_ceil(DEFAULT_MTU - FRAGMENT_HEADER_SIZE);
         let bridge = self.bridge(0.0, DEFAULT_MTU)?;
         let relay = Relay::start(bridge.addr, 0.0, 1)?;

@@ -10,7 +10,7 @@
 //! `camring_protocol::wire::parse`. All timestamps are `camring_shm::clock::now_ns`.
 //!
 //! A. Throughput, one client taking messages as fast as it can, variants interleaved in a
-//!    fresh random order every round (`common::Order`), a fresh connection each time:
+//!    fresh random order every round (`kit::Order`), a fresh connection each time:
 //!
 //!    * `bridge`: ring → `WsBridge` → client. The producer keeps [`AHEAD`] frame numbers
 //!      ahead of the newest one the client received (and publishes anyway after a 50 ms
@@ -35,22 +35,21 @@
 //!    frame-number gaps seen by the clients. Producer, bridge and clients share the
 //!    machine's cores: with 50 clients CPU contention is part of the result.
 //!
-//! `cargo bench --bench ws` runs the full benchmark; without `--bench` (as under
+//! `cargo bench -p camring-bench --bench ws` runs the full benchmark; without `--bench` (as under
 //! `cargo test --all-targets`) a smoke run with tiny images checks that everything works.
-
-mod common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::{Gate, JpegSource, Pace, Produced, Ring};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::{WsBridge, WsConfig};
 use camring_protocol::wire::{self, CAM_REENCODED};
 use camring_shm::clock::now_ns;
 use camring_shm::Writer;
-use common::{fmt_ns, median, Gate, JpegSource, Order, Pace, Produced, Ring, RingGuard, Table};
+use camring_testkit::{self as kit, fmt_ns, median, Order, RingGuard, Table};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::net::{TcpListener, TcpStream};
@@ -131,9 +130,9 @@ impl Recv {
             messages: 0,
             bytes: 0,
             texts: 0,
-            capture: common::histogram(),
-            publish: common::histogram(),
-            send: common::histogram(),
+            capture: kit::histogram(),
+            publish: kit::histogram(),
+            send: kit::histogram(),
             gaps: 0,
             window_ns: 0,
             wall_ns: 0,
@@ -208,7 +207,7 @@ async fn receive(
             started.get_or_insert_with(|| {
                 (
                     now,
-                    common::process_cpu_ns(),
+                    kit::process_cpu_ns(),
                     minor_faults(),
                     context_switches(),
                     machine_busy_ns(),
@@ -216,11 +215,11 @@ async fn receive(
             });
             r.messages += 1;
             r.bytes += bytes.len() as u64;
-            common::record(&mut r.send, now.saturating_sub(sent));
+            kit::record(&mut r.send, now.saturating_sub(sent));
             if matches!(stamps, Stamps::Header) {
-                common::record(&mut r.publish, now.saturating_sub(m.header.publish_ns));
+                kit::record(&mut r.publish, now.saturating_sub(m.header.publish_ns));
                 for c in &m.cameras {
-                    common::record(&mut r.capture, now.saturating_sub(c.info.capture_ns));
+                    kit::record(&mut r.capture, now.saturating_sub(c.info.capture_ns));
                 }
                 if let Some(l) = last_frame {
                     r.gaps += m.header.frame.saturating_sub(l + 1);
@@ -231,7 +230,7 @@ async fn receive(
     }
     if let Some((wall0, cpu0, faults0, switches0, busy0)) = started {
         r.wall_ns = now_ns().saturating_sub(wall0);
-        r.cpu_ns = common::process_cpu_ns() - cpu0;
+        r.cpu_ns = kit::process_cpu_ns() - cpu0;
         r.others_ns = (machine_busy_ns().saturating_sub(busy0)).saturating_sub(r.cpu_ns);
         r.faults = minor_faults().saturating_sub(faults0);
         r.switches = context_switches().saturating_sub(switches0);
@@ -373,10 +372,10 @@ struct Bench {
     net: Net,
 }
 
-fn main() -> Result<()> {
-    let full = common::full_run();
+/// Runs the benchmark: in full under `cargo bench` (`--bench`), else a smoke run.
+pub fn main() -> Result<()> {
+    let full = kit::Run::get()?.full();
     let p = if full {
-        common::catch_interrupts();
         Params {
             size: (1280, 720),
             warmup_rounds: 2,
@@ -403,7 +402,7 @@ fn main() -> Result<()> {
             case_warmup: Duration::from_millis(50),
         }
     };
-    println!("Machine: {}", common::machine());
+    println!("Machine: {}", kit::Machine::this());
     if !full {
         println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
     }
@@ -418,7 +417,7 @@ impl Bench {
     fn new(p: &Params) -> Result<Bench> {
         let (w, h) = p.size;
         let src = JpegSource::new(CAMERAS, w, h, QUALITY, FRAME)?;
-        let name = common::ring_name("ws");
+        let name = kit::ring_name("ws");
         let guard = RingGuard(name.clone());
         let writer = Writer::create(&name, &src.ring_config(SLOTS))?;
         let server = tokio::runtime::Builder::new_multi_thread()
@@ -569,7 +568,7 @@ impl Bench {
         let mut order = Order::new(0x5eed_0fb1_d9e5);
         let counts0 = Counts::of(&self.net.metrics);
         for round in 0..p.warmup_rounds + p.rounds {
-            common::check_interrupt()?;
+            kit::check_interrupt()?;
             let measured = round >= p.warmup_rounds;
             let mut round_rate = vec![0.0; n];
             let mut round_cpu = vec![0.0; n];
@@ -768,7 +767,7 @@ impl Bench {
                 idx.reverse();
             }
             for i in idx {
-                common::check_interrupt()?;
+                kit::check_interrupt()?;
                 let (fps, n) = cases[i];
                 results[i].push(self.case(fps, n)?);
             }
@@ -903,11 +902,10 @@ impl Bench {
                     }
                     tokio::time::sleep_until(from).await;
                     let c0 = Counts::of(&net.metrics);
-                    let (cpu0, wall0, busy0) =
-                        (common::process_cpu_ns(), now_ns(), machine_busy_ns());
+                    let (cpu0, wall0, busy0) = (kit::process_cpu_ns(), now_ns(), machine_busy_ns());
                     tokio::time::sleep_until(until).await;
                     let counts = Counts::of(&net.metrics).since(c0);
-                    let cpu = common::process_cpu_ns() - cpu0;
+                    let cpu = kit::process_cpu_ns() - cpu0;
                     let wall = now_ns().saturating_sub(wall0).max(1) as f64;
                     let others =
                         machine_busy_ns().saturating_sub(busy0).saturating_sub(cpu) as f64 / wall;

@@ -1,0 +1,263 @@
+//! The network adapters against bare senders of the same bytes: each module a benchmark
+//! run by a thin `[[bench]]` target of this crate (`cargo bench -p camring-bench --bench
+//! ws|quic|udp`; without `--bench`, as under `cargo test --all-targets`, a smoke run),
+//! measured with camring-testkit's kit (docs/benchmarks.md, "WebSocket", "QUIC", "UDP").
+//!
+//! - [`ws`]: `WsBridge` against bare tokio-tungstenite, 1 and 50 clients.
+//! - [`quic`]: `QuicBridge` against bare quinn.
+//! - [`udp`]: `UdpBridge` against a bare fragmenting sender, with datagram loss.
+//!
+//! What they share is here: the JPEG cameras the bench process publishes as the producer,
+//! and a producer thread paced by what the client received or by a clock.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use camring_testkit::{thread_cpu_ns, RingGuard};
+
+pub mod quic;
+pub mod udp;
+pub mod ws;
+
+/// A group of JPEG cameras: each camera's pattern image (camera number and `frame` drawn
+/// in), encoded once; every publish copies these JPEGs into the ring, re-stamped. What the
+/// adapter benches (ws, quic, udp) serve.
+#[derive(Debug)]
+pub struct JpegSource {
+    pub width: u32,
+    pub height: u32,
+    pub jpegs: Vec<Vec<u8>>,
+}
+
+impl JpegSource {
+    pub fn new(
+        cameras: usize,
+        width: u32,
+        height: u32,
+        quality: u8,
+        frame: u64,
+    ) -> Result<JpegSource> {
+        use camring_protocol::pattern::{self, Geometry};
+        use camring_protocol::PixelFormat;
+        let stride = width as usize * 3;
+        let g = Geometry::new(PixelFormat::Rgb8, width, height, stride).context("geometry")?;
+        let mut enc = camring_jpeg::Encoder::new(quality)?;
+        let jpegs = (0..cameras as u32)
+            .map(|cam| {
+                let mut rgb = vec![0u8; g.len()];
+                pattern::fill(&mut rgb, &g, cam, frame);
+                enc.encode(&rgb, PixelFormat::Rgb8, width, height, stride)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(JpegSource {
+            width,
+            height,
+            jpegs,
+        })
+    }
+
+    /// A ring of `slots` slots for these cameras.
+    pub fn ring_config(&self, slots: u32) -> camring_shm::RingConfig {
+        let max_len = self.jpegs.iter().map(Vec::len).max().unwrap_or(0) as u32;
+        let cam = camring_protocol::layout::CameraLayout {
+            width: self.width,
+            height: self.height,
+            format: camring_protocol::PixelFormat::Jpeg.code(),
+            max_len,
+        };
+        camring_shm::RingConfig::new(slots, vec![cam; self.jpegs.len()], 30_000)
+    }
+
+    /// Publishes one multi-frame captured now; returns its frame number.
+    pub fn publish(&self, writer: &mut camring_shm::Writer, sequence: u64) -> Result<u64> {
+        let now = camring_shm::clock::now_ns();
+        let mut loan = writer.loan();
+        for (cam, jpeg) in self.jpegs.iter().enumerate() {
+            let entry = camring_protocol::layout::CameraEntry {
+                camera_id: cam as u32,
+                format: camring_protocol::PixelFormat::Jpeg.code(),
+                width: self.width,
+                height: self.height,
+                stride: 0,
+                capture_ns: now,
+                sequence,
+                ..Default::default()
+            };
+            loan.push_camera(entry, jpeg.len())?.copy_from_slice(jpeg);
+        }
+        Ok(loan.commit(now, 0)?)
+    }
+
+    /// Payload bytes of one message: the JPEGs.
+    pub fn message_payload(&self) -> usize {
+        self.jpegs.iter().map(Vec::len).sum()
+    }
+
+    /// The wire message of these JPEGs as a bare sender would build it, captured at
+    /// `capture_ns`.
+    pub fn message(&self, frame: u64, capture_ns: u64) -> Result<Vec<u8>> {
+        use camring_protocol::wire::{CameraFrame, CameraInfo, Message, MessageHeader};
+        let cameras = self
+            .jpegs
+            .iter()
+            .enumerate()
+            .map(|(cam, jpeg)| CameraFrame {
+                info: CameraInfo {
+                    camera_id: cam as u32,
+                    format: camring_protocol::PixelFormat::Jpeg,
+                    width: self.width,
+                    height: self.height,
+                    stride: 0,
+                    flags: 0,
+                    capture_ns,
+                    sequence: frame,
+                },
+                payload: jpeg,
+            })
+            .collect();
+        Ok(Message {
+            header: MessageHeader {
+                frame,
+                tick_ns: capture_ns,
+                publish_ns: capture_ns,
+                send_ns: camring_shm::clock::now_ns(),
+                flags: 0,
+            },
+            cameras,
+        }
+        .encode()?)
+    }
+
+    /// Bytes of [`JpegSource::message`].
+    pub fn message_len(&self) -> usize {
+        camring_protocol::wire::prefix_len(self.jpegs.len()) + self.message_payload()
+    }
+}
+
+/// How the producer publishes.
+#[derive(Debug, Clone, Copy)]
+pub enum Pace {
+    /// Whenever fewer than `ahead` frames were published beyond what the client received.
+    Ahead(u64),
+    /// At a fixed rate.
+    Fps(f64),
+}
+
+/// Shared between the producer thread and the clients.
+#[derive(Debug, Default)]
+pub struct Gate {
+    pub stop: AtomicBool,
+    /// The newest frame number the client received, plus one (0: none yet).
+    pub received: AtomicU64,
+    pub producer: OnceLock<std::thread::Thread>,
+}
+
+impl Gate {
+    /// The client received frame `frame`.
+    pub fn received(&self, frame: u64) {
+        // SYNC POINT: Relaxed: a number the producer polls; nothing is published through it.
+        self.received.fetch_max(frame + 1, Ordering::Relaxed);
+        if let Some(t) = self.producer.get() {
+            t.unpark();
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Produced {
+    pub published: u64,
+    /// Ticks of a paced producer that came more than a period late (skipped).
+    pub late: u64,
+    pub cpu_ns: u64,
+}
+
+/// Runs on its own thread until `gate.stop`.
+pub fn produce(
+    writer: &mut camring_shm::Writer,
+    src: &JpegSource,
+    pace: Pace,
+    gate: &Gate,
+) -> Result<Produced> {
+    let _ = gate.producer.set(std::thread::current());
+    let cpu0 = thread_cpu_ns();
+    let mut out = Produced::default();
+    let start = std::time::Instant::now();
+    let mut last_received = 0;
+    let first_frame = writer.next_frame();
+    let mut last_progress = start;
+    // SYNC POINT: Relaxed: flags and counts, nothing is published through them.
+    while !gate.stop.load(Ordering::Relaxed) {
+        match pace {
+            Pace::Ahead(ahead) => {
+                // Frames are counted by number: one the bridge skipped (it reads the
+                // newest) is not waited for. A frame published before the client's
+                // connection registered with the bridge is not read at all (nobody wanted
+                // it): after a stall, publish anyway.
+                let received = gate.received.load(Ordering::Relaxed);
+                if received != last_received {
+                    last_received = received;
+                    last_progress = std::time::Instant::now();
+                }
+                if writer.next_frame() >= received.max(first_frame) + ahead
+                    && last_progress.elapsed() < Duration::from_millis(50)
+                {
+                    std::thread::park_timeout(Duration::from_millis(5));
+                    continue;
+                }
+                last_progress = std::time::Instant::now();
+            }
+            Pace::Fps(fps) => {
+                let period = Duration::from_secs_f64(1.0 / fps);
+                let mut due = start + period.mul_f64((out.published + out.late) as f64);
+                let now = std::time::Instant::now();
+                while now > due + period {
+                    out.late += 1;
+                    due += period;
+                }
+                if now < due {
+                    std::thread::sleep((due - now).min(Duration::from_millis(10)));
+                    continue;
+                }
+            }
+        }
+        src.publish(writer, out.published)?;
+        out.published += 1;
+    }
+    out.cpu_ns = thread_cpu_ns() - cpu0;
+    Ok(out)
+}
+
+/// The producer's side: the ring and what it publishes.
+#[derive(Debug)]
+pub struct Ring {
+    pub src: JpegSource,
+    pub writer: camring_shm::Writer,
+    pub _guard: RingGuard,
+}
+
+impl Ring {
+    /// Runs the producer at `pace` on its own thread while `f` runs on this one.
+    pub fn with_producer<T>(
+        &mut self,
+        pace: Pace,
+        gate: &Gate,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<(T, Produced)> {
+        // SYNC POINT: Relaxed: a flag, nothing is published through it.
+        gate.stop.store(false, Ordering::Relaxed);
+        let Ring { src, writer, .. } = self;
+        let (out, produced) = std::thread::scope(|s| {
+            let producer = s.spawn(|| produce(writer, src, pace, gate));
+            let out = f();
+            gate.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = gate.producer.get() {
+                t.unpark();
+            }
+            (out, producer.join())
+        });
+        let produced = produced.map_err(|_| anyhow::anyhow!("producer panicked"))??;
+        Ok((out?, produced))
+    }
+}
