@@ -14,12 +14,173 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
-use camring_testkit::{thread_cpu_ns, RingGuard};
+use camring_shm::clock::now_ns;
+use camring_testkit::{self as kit, thread_cpu_ns, RingGuard};
+use hdrhistogram::Histogram;
+use tokio::runtime::Runtime;
 
 pub mod quic;
 pub mod udp;
 pub mod ws;
+
+/// Cameras of the benches' ring.
+pub const CAMERAS: usize = 4;
+/// Their JPEG quality.
+pub const QUALITY: u8 = 80;
+/// Slots of the ring.
+pub const SLOTS: u32 = 4;
+/// Pattern frame number the images show.
+pub const FRAME: u64 = 7;
+
+/// Prints the machine, and says so if this is a smoke run.
+pub fn banner(full: bool) {
+    println!("Machine: {}", kit::Machine::this());
+    if !full {
+        println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
+    }
+    println!();
+}
+
+/// A multi-threaded tokio runtime of 2 workers named `name` (as `camring bridge` runs its
+/// adapters).
+pub fn runtime(name: &str) -> Result<Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()?)
+}
+
+/// A current-thread tokio runtime, driven by the thread that blocks on it (one client).
+pub fn current_thread() -> Result<Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// What the process and the machine have used so far, to take the difference over a
+/// window.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    wall_ns: u64,
+    cpu_ns: u64,
+    faults: u64,
+    switches: u64,
+    busy_ns: u64,
+}
+
+impl Usage {
+    /// Now.
+    pub fn now() -> Usage {
+        Usage {
+            wall_ns: now_ns(),
+            cpu_ns: kit::process_cpu_ns(),
+            faults: kit::minor_faults(),
+            switches: kit::context_switches(),
+            busy_ns: kit::machine_busy_ns(),
+        }
+    }
+
+    /// The CPU of this process and of the rest of the machine since `self`, in cores.
+    pub fn cores(self) -> (f64, f64) {
+        let (cpu, others) = (kit::process_cpu_ns() - self.cpu_ns, self.others_ns());
+        let wall = now_ns().saturating_sub(self.wall_ns).max(1) as f64;
+        (cpu as f64 / wall, others as f64 / wall)
+    }
+
+    fn others_ns(self) -> u64 {
+        let cpu = kit::process_cpu_ns() - self.cpu_ns;
+        kit::machine_busy_ns()
+            .saturating_sub(self.busy_ns)
+            .saturating_sub(cpu)
+    }
+
+    /// Sets `r`'s wall and CPU time, faults, context switches and other processes' CPU to
+    /// what was used since `self`.
+    pub fn record_since(self, r: &mut Recv) {
+        r.wall_ns = now_ns().saturating_sub(self.wall_ns);
+        r.cpu_ns = kit::process_cpu_ns() - self.cpu_ns;
+        r.others_ns = self.others_ns();
+        r.faults = kit::minor_faults().saturating_sub(self.faults);
+        r.switches = kit::context_switches().saturating_sub(self.switches);
+    }
+}
+
+/// What one client received in its measuring window.
+#[derive(Debug)]
+pub struct Recv {
+    /// Whole messages.
+    pub messages: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Text messages (WebSocket).
+    pub texts: u64,
+    /// Streams reset before they were read whole (QUIC).
+    pub resets: u64,
+    /// now − capture_ns, per camera.
+    pub capture: Histogram<u64>,
+    /// now − publish_ns (bridge only, WebSocket).
+    pub publish: Histogram<u64>,
+    /// now − send time.
+    pub send: Histogram<u64>,
+    /// Frame numbers skipped between consecutive messages.
+    pub gaps: u64,
+    /// The measuring window (`until − from`).
+    pub window_ns: u64,
+    /// Wall time and process CPU time from the first message measured to the end.
+    pub wall_ns: u64,
+    /// See `wall_ns`.
+    pub cpu_ns: u64,
+    /// The process's minor page faults and context switches over the same time.
+    pub faults: u64,
+    /// See `faults`.
+    pub switches: u64,
+    /// CPU time the rest of the machine used over the same time (other processes).
+    pub others_ns: u64,
+}
+
+impl Recv {
+    /// Nothing received yet in a window of `window_ns`.
+    pub fn new(window_ns: u64) -> Recv {
+        Recv {
+            messages: 0,
+            bytes: 0,
+            texts: 0,
+            resets: 0,
+            capture: kit::histogram(),
+            publish: kit::histogram(),
+            send: kit::histogram(),
+            gaps: 0,
+            window_ns,
+            wall_ns: 0,
+            cpu_ns: 0,
+            faults: 0,
+            switches: 0,
+            others_ns: 0,
+        }
+    }
+
+    /// Messages per second of the window.
+    pub fn fps(&self) -> f64 {
+        self.messages as f64 / (self.window_ns as f64 / 1e9)
+    }
+
+    /// Adds `o`'s messages, counts and latencies (not its times).
+    pub fn add(&mut self, o: &Recv) -> Result<()> {
+        self.messages += o.messages;
+        self.bytes += o.bytes;
+        self.texts += o.texts;
+        self.resets += o.resets;
+        self.capture.add(&o.capture)?;
+        self.publish.add(&o.publish)?;
+        self.send.add(&o.send)?;
+        self.gaps += o.gaps;
+        Ok(())
+    }
+}
 
 /// A group of JPEG cameras: each camera's pattern image (camera number and `frame` drawn
 /// in), encoded once; every publish copies these JPEGs into the ring, re-stamped. What the
@@ -232,12 +393,33 @@ pub fn produce(
 /// The producer's side: the ring and what it publishes.
 #[derive(Debug)]
 pub struct Ring {
-    pub src: JpegSource,
+    /// The images.
+    pub src: Arc<JpegSource>,
+    /// The ring's writer.
     pub writer: camring_shm::Writer,
-    pub _guard: RingGuard,
+    guard: RingGuard,
 }
 
 impl Ring {
+    /// A ring named after `what` of [`SLOTS`] slots for [`CAMERAS`] JPEG cameras of
+    /// `width`×`height` at [`QUALITY`]; removed when dropped.
+    pub fn create(what: &str, (width, height): (u32, u32)) -> Result<Ring> {
+        let src = JpegSource::new(CAMERAS, width, height, QUALITY, FRAME)?;
+        let name = kit::ring_name(what);
+        let guard = RingGuard(name.clone());
+        let writer = camring_shm::Writer::create(&name, &src.ring_config(SLOTS))?;
+        Ok(Ring {
+            src: Arc::new(src),
+            writer,
+            guard,
+        })
+    }
+
+    /// The ring's name.
+    pub fn name(&self) -> &str {
+        &self.guard.0
+    }
+
     /// Runs the producer at `pace` on its own thread while `f` runs on this one.
     pub fn with_producer<T>(
         &mut self,

@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Gate, JpegSource, Pace, Ring};
+use super::{Gate, Pace, Recv, Ring, Usage, CAMERAS, QUALITY, SLOTS};
 use anyhow::{anyhow, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::quic::control::{
@@ -48,19 +48,12 @@ use camring_bridge::quic::tls::{self, Identity, Trust};
 use camring_bridge::quic::{QuicBridge, QuicConfig, QuicCounters};
 use camring_protocol::wire::{self, CAM_REENCODED};
 use camring_shm::clock::now_ns;
-use camring_shm::Writer;
-use camring_testkit::{self as kit, fmt_ns, median, Order, RingGuard, Table};
-use hdrhistogram::Histogram;
+use camring_testkit::{self as kit, fmt_ns, median, Order, Table};
 use quinn::VarInt;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-const CAMERAS: usize = 4;
-const QUALITY: u8 = 80;
-const SLOTS: u32 = 4;
-/// Pattern frame number the images show.
-const FRAME: u64 = 7;
 /// How many multi-frames the producer may publish beyond what the client received (A),
 /// unless the environment's `AHEAD` says otherwise.
 const AHEAD: u64 = 3;
@@ -147,53 +140,6 @@ enum Stamps {
     Bare(Arc<Mutex<HashMap<u64, u64>>>),
 }
 
-/// What one client received in its measuring window.
-#[derive(Debug)]
-struct Recv {
-    messages: u64,
-    bytes: u64,
-    resets: u64,
-    capture: Histogram<u64>,
-    send: Histogram<u64>,
-    gaps: u64,
-    window_ns: u64,
-    wall_ns: u64,
-    cpu_ns: u64,
-    /// CPU time of the other processes of the machine over the same time.
-    others_ns: u64,
-}
-
-impl Recv {
-    fn new() -> Recv {
-        Recv {
-            messages: 0,
-            bytes: 0,
-            resets: 0,
-            capture: kit::histogram(),
-            send: kit::histogram(),
-            gaps: 0,
-            window_ns: 0,
-            wall_ns: 0,
-            cpu_ns: 0,
-            others_ns: 0,
-        }
-    }
-
-    fn fps(&self) -> f64 {
-        self.messages as f64 / (self.window_ns as f64 / 1e9)
-    }
-
-    fn add(&mut self, o: &Recv) -> Result<()> {
-        self.messages += o.messages;
-        self.bytes += o.bytes;
-        self.resets += o.resets;
-        self.capture.add(&o.capture)?;
-        self.send.add(&o.send)?;
-        self.gaps += o.gaps;
-        Ok(())
-    }
-}
-
 /// Reads every stream of `c` whole (concurrently) until `until`, recording what completes
 /// from `from` on.
 async fn receive(
@@ -204,10 +150,9 @@ async fn receive(
     until: Instant,
 ) -> Result<Recv> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut r = Recv::new();
-    r.window_ns = (until - from).as_nanos() as u64;
+    let mut r = Recv::new((until - from).as_nanos() as u64);
     let mut last_frame: Option<u64> = None;
-    let mut started: Option<(u64, u64, u64)> = None;
+    let mut started: Option<Usage> = None;
     loop {
         tokio::select! {
             s = c.conn.accept_uni() => {
@@ -238,7 +183,7 @@ async fn receive(
                     last_frame = Some(m.header.frame);
                     continue;
                 }
-                started.get_or_insert_with(|| (now, kit::process_cpu_ns(), machine_busy_ns()));
+                started.get_or_insert_with(Usage::now);
                 r.messages += 1;
                 r.bytes += data.len() as u64;
                 match &stamps {
@@ -263,34 +208,13 @@ async fn receive(
             _ = tokio::time::sleep_until(until) => break,
         }
     }
-    if let Some((wall0, cpu0, busy0)) = started {
-        r.wall_ns = now_ns().saturating_sub(wall0);
-        r.cpu_ns = kit::process_cpu_ns() - cpu0;
-        r.others_ns = machine_busy_ns()
-            .saturating_sub(busy0)
-            .saturating_sub(r.cpu_ns);
+    if let Some(u) = started {
+        u.record_since(&mut r);
     }
     c.conn.close(VarInt::from_u32(0), b"bye");
     // Let the close reach the server (or it keeps the connection until its idle timeout).
     let _ = tokio::time::timeout(Duration::from_millis(200), c._endpoint.wait_idle()).await;
     Ok(r)
-}
-
-/// CPU time of the whole machine so far, busy (not idle or waiting for IO), from
-/// `/proc/stat` (USER_HZ ticks of 10 ms).
-fn machine_busy_ns() -> u64 {
-    let ticks = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
-        let v: Vec<u64> = s
-            .lines()
-            .next()?
-            .strip_prefix("cpu ")?
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        // user nice system idle iowait irq softirq steal
-        Some(v.iter().take(8).sum::<u64>() - v.get(3)? - v.get(4)?)
-    });
-    ticks.unwrap_or(0) * 10_000_000
 }
 
 /// A bare quinn server: every connection is sent `message` on one new stream after
@@ -431,11 +355,7 @@ pub fn main() -> Result<()> {
             case_warmup: Duration::from_millis(50),
         }
     };
-    println!("Machine: {}", kit::Machine::this());
-    if !full {
-        println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
-    }
-    println!();
+    super::banner(full);
     let mut bench = Bench::new(&p)?;
     let result = bench.run();
     let stopped = bench.stop();
@@ -444,24 +364,12 @@ pub fn main() -> Result<()> {
 
 impl Bench {
     fn new(p: &Params) -> Result<Bench> {
+        let ring = Ring::create("quic", p.size)?;
+        let (name, src) = (ring.name().to_owned(), &ring.src);
         let (w, h) = p.size;
-        let src = JpegSource::new(CAMERAS, w, h, QUALITY, FRAME)?;
-        let name = kit::ring_name("quic");
-        let guard = RingGuard(name.clone());
-        let writer = Writer::create(&name, &src.ring_config(SLOTS))?;
-        let server = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("bench-server")
-            .enable_all()
-            .build()?;
-        let client1 = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let clients = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("bench-clients")
-            .enable_all()
-            .build()?;
+        let server = super::runtime("bench-server")?;
+        let client1 = super::current_thread()?;
+        let clients = super::runtime("bench-clients")?;
         let identity = Identity::generate(&["localhost".into(), "127.0.0.1".into()])?;
         let mut config = QuicConfig::new(name, identity.clone());
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -492,11 +400,7 @@ impl Bench {
         );
         Ok(Bench {
             p: p.clone(),
-            ring: Ring {
-                src,
-                writer,
-                _guard: guard,
-            },
+            ring,
             net: Net {
                 server,
                 client1,
@@ -604,7 +508,7 @@ impl Bench {
             "bridge, in order (--in-order)",
         ];
         let n = labels.len();
-        let mut total: Vec<Recv> = (0..n).map(|_| Recv::new()).collect();
+        let mut total: Vec<Recv> = (0..n).map(|_| Recv::new(0)).collect();
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut cpu_per_msg: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut cores: Vec<Vec<f64>> = vec![Vec::new(); n];
@@ -809,7 +713,7 @@ impl Bench {
             "CPU (cores)",
         ]);
         for (i, runs) in results.iter().enumerate() {
-            let mut all = Recv::new();
+            let mut all = Recv::new(0);
             let mut fps = Vec::new();
             let (mut dropped, mut reset, mut late) = (0, 0, 0);
             let mut cpu = Vec::new();
@@ -869,11 +773,10 @@ impl Bench {
                         .collect();
                     tokio::time::sleep_until(from).await;
                     let c0 = Counts::of(&net.metrics, &net.counters);
-                    let (cpu0, wall0) = (kit::process_cpu_ns(), now_ns());
+                    let u0 = Usage::now();
                     tokio::time::sleep_until(until).await;
                     let counts = Counts::of(&net.metrics, &net.counters).since(c0);
-                    let cores = (kit::process_cpu_ns() - cpu0) as f64
-                        / now_ns().saturating_sub(wall0).max(1) as f64;
+                    let cores = u0.cores().0;
                     let mut recvs = Vec::new();
                     for t in tasks {
                         let r = t.await.context("client task")??;

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::JpegSource;
+use super::{JpegSource, Ring};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use camring_bridge::udp::client::{self, Client, ClientConfig, Event};
 use camring_bridge::udp::{CountersHandle, UdpBridge, UdpConfig};
@@ -47,15 +47,10 @@ use camring_protocol::udp::{
 use camring_protocol::wire::{self};
 use camring_shm::clock::now_ns;
 use camring_shm::Writer;
-use camring_testkit::{self as kit, fmt_ns, median, Order, RingGuard, Table};
+use camring_testkit::{self as kit, fmt_ns, median, Order, Table};
 use hdrhistogram::Histogram;
 use tokio::runtime::Runtime;
 
-const CAMERAS: usize = 4;
-const QUALITY: u8 = 80;
-const SLOTS: u32 = 4;
-/// Pattern frame number the images show.
-const FRAME: u64 = 7;
 /// How many messages the sender may be ahead of what the client received (A).
 const AHEAD: u64 = 2;
 /// The bare sender's stream id.
@@ -505,10 +500,7 @@ struct Bridge {
 
 struct Bench {
     p: Params,
-    src: Arc<JpegSource>,
-    writer: Writer,
-    ring: String,
-    _guard: RingGuard,
+    ring: Ring,
     server: Runtime,
 }
 
@@ -540,36 +532,17 @@ pub fn main() -> Result<()> {
             case_warmup: Duration::from_millis(100),
         }
     };
-    println!("Machine: {}", kit::Machine::this());
-    if !full {
-        println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
-    }
-    println!();
-    let (w, h) = p.size;
-    let src = Arc::new(JpegSource::new(CAMERAS, w, h, QUALITY, FRAME)?);
-    let ring = kit::ring_name("udp");
-    let guard = RingGuard(ring.clone());
-    let writer = Writer::create(&ring, &src.ring_config(SLOTS))?;
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("udp-srv")
-        .enable_all()
-        .build()?;
-    let mut bench = Bench {
-        p,
-        src,
-        writer,
-        ring,
-        _guard: guard,
-        server,
-    };
+    super::banner(full);
+    let ring = Ring::create("udp", p.size)?;
+    let server = super::runtime("udp-srv")?;
+    let mut bench = Bench { p, ring, server };
     bench.throughput()?;
     bench.latency()
 }
 
 impl Bench {
     fn bridge(&self, pace: f64, mtu: usize) -> Result<Bridge> {
-        let mut config = UdpConfig::new(self.ring.clone());
+        let mut config = UdpConfig::new(self.ring.name().to_owned());
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.pace = pace;
         config.mtu = mtu;
@@ -604,7 +577,7 @@ impl Bench {
         gate: &Gate,
         f: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
-        let (writer, src) = (&mut self.writer, &self.src);
+        let Ring { writer, src, .. } = &mut self.ring;
         std::thread::scope(|s| {
             let producer = s.spawn(|| produce(writer, src, pace, gate));
             let out = f();
@@ -628,7 +601,7 @@ impl Bench {
     ) -> Result<Recv> {
         let gate = Gate::default();
         let sock = client_socket(server)?;
-        let ring_thread = format!("ring {}", self.ring);
+        let ring_thread = format!("ring {}", self.ring.name());
         let ring_thread = &ring_thread[..ring_thread.len().min(15)];
         let threads = ["udp-srv", ring_thread];
         self.with_producer(pace, &gate, || {
@@ -669,7 +642,7 @@ impl Bench {
         let addr = socket.local_addr()?;
         let task = self.server.spawn(bare_sender(
             socket,
-            Arc::clone(&self.src),
+            Arc::clone(&self.ring.src),
             pace,
             mtu,
             window,
@@ -750,7 +723,7 @@ impl Bench {
         }
         let counters = bridge.counters.get();
         self.stop_bridge(bridge)?;
-        let len = self.src.message_len();
+        let len = self.ring.src.message_len();
         println!("## A. Throughput: MTU {DEFAULT_MTU}, fragments back to back, over loopback\n");
         println!(
             "{} rounds (after {} warm-up rounds) of both variants in a fresh random order, each \
@@ -819,7 +792,7 @@ impl Bench {
 
     fn latency(&mut self) -> Result<()> {
         let p = self.p.clone();
-        let len = self.src.message_len();
+        let len = self.ring.src.message_len();
         println!("## B. Capture → receive at 30 fps, paced, through a lossy relay\n");
         println!(
             "Each case {:.0} s measured after {:.0} s; the relay drops each server-to-client \

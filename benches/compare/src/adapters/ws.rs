@@ -42,14 +42,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Gate, JpegSource, Pace, Produced, Ring};
+use super::{Gate, Pace, Produced, Recv, Ring, Usage, CAMERAS, QUALITY, SLOTS};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::{WsBridge, WsConfig};
 use camring_protocol::wire::{self, CAM_REENCODED};
 use camring_shm::clock::now_ns;
-use camring_shm::Writer;
-use camring_testkit::{self as kit, fmt_ns, median, Order, RingGuard, Table};
+use camring_testkit::{self as kit, fmt_ns, median, Order, Table};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::net::{TcpListener, TcpStream};
@@ -59,11 +58,6 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const CAMERAS: usize = 4;
-const QUALITY: u8 = 80;
-const SLOTS: u32 = 4;
-/// Pattern frame number the images show.
-const FRAME: u64 = 7;
 /// How many multi-frames the producer may publish beyond what the client received (A).
 const AHEAD: u64 = 2;
 
@@ -98,67 +92,6 @@ enum Stamps {
     Channel(mpsc::UnboundedReceiver<u64>),
 }
 
-/// What one client received in its measuring window.
-#[derive(Debug)]
-struct Recv {
-    messages: u64,
-    bytes: u64,
-    texts: u64,
-    /// now − capture_ns, per camera.
-    capture: Histogram<u64>,
-    /// now − publish_ns (bridge only).
-    publish: Histogram<u64>,
-    /// now − send time.
-    send: Histogram<u64>,
-    /// Frame numbers skipped between consecutive messages.
-    gaps: u64,
-    /// The measuring window (`until − from`).
-    window_ns: u64,
-    /// Wall time and process CPU time from the first message measured to the end.
-    wall_ns: u64,
-    cpu_ns: u64,
-    /// The process's minor page faults and context switches over the same time.
-    faults: u64,
-    switches: u64,
-    /// CPU time the rest of the machine used over the same time (other processes).
-    others_ns: u64,
-}
-
-impl Recv {
-    fn new() -> Recv {
-        Recv {
-            messages: 0,
-            bytes: 0,
-            texts: 0,
-            capture: kit::histogram(),
-            publish: kit::histogram(),
-            send: kit::histogram(),
-            gaps: 0,
-            window_ns: 0,
-            wall_ns: 0,
-            cpu_ns: 0,
-            faults: 0,
-            switches: 0,
-            others_ns: 0,
-        }
-    }
-
-    fn fps(&self) -> f64 {
-        self.messages as f64 / (self.window_ns as f64 / 1e9)
-    }
-
-    fn add(&mut self, o: &Recv) -> Result<()> {
-        self.messages += o.messages;
-        self.bytes += o.bytes;
-        self.texts += o.texts;
-        self.capture.add(&o.capture)?;
-        self.publish.add(&o.publish)?;
-        self.send.add(&o.send)?;
-        self.gaps += o.gaps;
-        Ok(())
-    }
-}
-
 async fn connect(addr: SocketAddr) -> Result<Ws> {
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
@@ -174,11 +107,10 @@ async fn receive(
     from: Instant,
     until: Instant,
 ) -> Result<Recv> {
-    let mut r = Recv::new();
-    r.window_ns = (until - from).as_nanos() as u64;
+    let mut r = Recv::new((until - from).as_nanos() as u64);
     let mut last_frame: Option<u64> = None;
-    // wall, CPU, faults, switches and machine CPU at the first message measured
-    let mut started: Option<(u64, u64, u64, u64, u64)> = None;
+    // What the process and the machine used at the first message measured.
+    let mut started: Option<Usage> = None;
     loop {
         let message = match tokio::time::timeout_at(until, ws.next()).await {
             Err(_) => break,
@@ -204,15 +136,7 @@ async fn receive(
         }
         let measuring = Instant::now() >= from;
         if measuring {
-            started.get_or_insert_with(|| {
-                (
-                    now,
-                    kit::process_cpu_ns(),
-                    minor_faults(),
-                    context_switches(),
-                    machine_busy_ns(),
-                )
-            });
+            started.get_or_insert_with(Usage::now);
             r.messages += 1;
             r.bytes += bytes.len() as u64;
             kit::record(&mut r.send, now.saturating_sub(sent));
@@ -228,62 +152,10 @@ async fn receive(
         }
         last_frame = Some(m.header.frame);
     }
-    if let Some((wall0, cpu0, faults0, switches0, busy0)) = started {
-        r.wall_ns = now_ns().saturating_sub(wall0);
-        r.cpu_ns = kit::process_cpu_ns() - cpu0;
-        r.others_ns = (machine_busy_ns().saturating_sub(busy0)).saturating_sub(r.cpu_ns);
-        r.faults = minor_faults().saturating_sub(faults0);
-        r.switches = context_switches().saturating_sub(switches0);
+    if let Some(u) = started {
+        u.record_since(&mut r);
     }
     Ok(r)
-}
-
-/// Minor page faults of the whole process so far (`/proc/self/stat`, field 10).
-fn minor_faults() -> u64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(7)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
-/// CPU time all processes used so far (`/proc/stat`: every state but idle and iowait),
-/// nanoseconds, at the clock tick's resolution.
-fn machine_busy_ns() -> u64 {
-    let ticks = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
-        let cpu = s.lines().next()?.strip_prefix("cpu ")?.to_owned();
-        let v: Vec<u64> = cpu
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        // user nice system idle iowait irq softirq steal (guest time is inside user)
-        Some(v.iter().take(8).sum::<u64>() - v.get(3)? - v.get(4)?)
-    });
-    // USER_HZ is 100 on Linux.
-    ticks.unwrap_or(0) * 10_000_000
-}
-
-/// Context switches (voluntary and not) of the process's live threads so far.
-fn context_switches() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .flat_map(|s| {
-            s.lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
 }
 
 /// A bare tokio-tungstenite server: every connection is sent `message` back to back; the
@@ -402,11 +274,7 @@ pub fn main() -> Result<()> {
             case_warmup: Duration::from_millis(50),
         }
     };
-    println!("Machine: {}", kit::Machine::this());
-    if !full {
-        println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
-    }
-    println!();
+    super::banner(full);
     let mut bench = Bench::new(&p)?;
     let result = bench.run();
     let stopped = bench.stop();
@@ -415,24 +283,12 @@ pub fn main() -> Result<()> {
 
 impl Bench {
     fn new(p: &Params) -> Result<Bench> {
+        let ring = Ring::create("ws", p.size)?;
+        let (name, src) = (ring.name().to_owned(), &ring.src);
         let (w, h) = p.size;
-        let src = JpegSource::new(CAMERAS, w, h, QUALITY, FRAME)?;
-        let name = kit::ring_name("ws");
-        let guard = RingGuard(name.clone());
-        let writer = Writer::create(&name, &src.ring_config(SLOTS))?;
-        let server = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("bench-server")
-            .enable_all()
-            .build()?;
-        let client1 = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let clients = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("bench-clients")
-            .enable_all()
-            .build()?;
+        let server = super::runtime("bench-server")?;
+        let client1 = super::current_thread()?;
+        let clients = super::runtime("bench-clients")?;
         let mut config = WsConfig::new(name);
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let bridge = server.block_on(WsBridge::bind(config))?;
@@ -455,11 +311,7 @@ impl Bench {
         );
         Ok(Bench {
             p: p.clone(),
-            ring: Ring {
-                src,
-                writer,
-                _guard: guard,
-            },
+            ring,
             net: Net {
                 server,
                 client1,
@@ -554,7 +406,7 @@ impl Bench {
             "bare tokio-tungstenite, default socket",
         ];
         let n = labels.len();
-        let mut total: Vec<Recv> = (0..n).map(|_| Recv::new()).collect();
+        let mut total: Vec<Recv> = (0..n).map(|_| Recv::new(0)).collect();
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut cores: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut others: Vec<Vec<f64>> = vec![Vec::new(); n];
@@ -819,13 +671,13 @@ impl Bench {
         ]);
         for (i, runs) in results.iter().enumerate() {
             let (fps, n) = cases[i];
-            let mut all = Recv::new();
+            let mut all = Recv::new(0);
             let mut client_fps = Vec::new();
             let (mut dropped, mut late) = (0, 0);
             let mut cpu = Vec::new();
             let mut other = Vec::new();
             for (k, c) in runs.iter().enumerate() {
-                let mut pass = Recv::new();
+                let mut pass = Recv::new(0);
                 let fpss: Vec<f64> = c.recvs.iter().map(Recv::fps).collect();
                 for r in &c.recvs {
                     pass.add(r)?;
@@ -902,14 +754,10 @@ impl Bench {
                     }
                     tokio::time::sleep_until(from).await;
                     let c0 = Counts::of(&net.metrics);
-                    let (cpu0, wall0, busy0) = (kit::process_cpu_ns(), now_ns(), machine_busy_ns());
+                    let u0 = Usage::now();
                     tokio::time::sleep_until(until).await;
                     let counts = Counts::of(&net.metrics).since(c0);
-                    let cpu = kit::process_cpu_ns() - cpu0;
-                    let wall = now_ns().saturating_sub(wall0).max(1) as f64;
-                    let others =
-                        machine_busy_ns().saturating_sub(busy0).saturating_sub(cpu) as f64 / wall;
-                    let cores = (cpu as f64 / wall, others);
+                    let cores = u0.cores();
                     let mut recvs = Vec::new();
                     for t in tasks {
                         let r = t.await.context("client task")??;
