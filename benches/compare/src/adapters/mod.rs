@@ -35,13 +35,65 @@ pub const SLOTS: u32 = 4;
 /// Pattern frame number the images show.
 pub const FRAME: u64 = 7;
 
-/// Prints the machine, and says so if this is a smoke run.
-pub fn banner(full: bool) {
-    println!("Machine: {}", kit::Machine::this());
-    if !full {
-        println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
+/// How long the parts of a bench run: A, rounds of variants; B, latency cases.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Whether this is the full run (`cargo bench`), not a smoke run.
+    pub full: bool,
+    /// The cameras' image size.
+    pub size: (u32, u32),
+    /// A: rounds (after warm-up rounds) and the time each variant runs per round, of
+    /// which `settle` is not measured.
+    pub warmup_rounds: usize,
+    /// See `warmup_rounds`.
+    pub rounds: usize,
+    /// See `warmup_rounds`.
+    pub run: Duration,
+    /// See `warmup_rounds`.
+    pub settle: Duration,
+    /// B: measured time per case, and unmeasured time before it.
+    pub case: Duration,
+    /// See `case`.
+    pub case_warmup: Duration,
+}
+
+impl Timing {
+    /// This process's, and prints the machine: under `cargo bench`, 1280×720 images,
+    /// `warmup_rounds` + `rounds` rounds (`ROUNDS=N` in the environment overrides
+    /// `rounds`) of 1.5 s runs after 0.3 s, cases of 8 s after 1 s; else a smoke run of
+    /// 64×48 images, one round, `smoke` = [run, settle, case, case warm-up] milliseconds.
+    pub fn get(warmup_rounds: usize, rounds: usize, smoke: [u64; 4]) -> Result<Timing> {
+        let full = kit::Run::get()?.full();
+        println!("Machine: {}", kit::Machine::this());
+        if !full {
+            println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
+        }
+        println!();
+        if full {
+            let env = std::env::var("ROUNDS").ok().and_then(|a| a.parse().ok());
+            return Ok(Timing {
+                full,
+                size: (1280, 720),
+                warmup_rounds,
+                rounds: env.unwrap_or(rounds),
+                run: Duration::from_millis(1500),
+                settle: Duration::from_millis(300),
+                case: Duration::from_secs(8),
+                case_warmup: Duration::from_secs(1),
+            });
+        }
+        let [run, settle, case, case_warmup] = smoke.map(Duration::from_millis);
+        Ok(Timing {
+            full,
+            size: (64, 48),
+            warmup_rounds: 0,
+            rounds: 1,
+            run,
+            settle,
+            case,
+            case_warmup,
+        })
     }
-    println!();
 }
 
 /// A multi-threaded tokio runtime of 2 workers named `name` (as `camring bridge` runs its

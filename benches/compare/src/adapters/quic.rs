@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Gate, Pace, Recv, Ring, Usage, CAMERAS, QUALITY, SLOTS};
+use super::{Gate, Pace, Recv, Ring, Timing, Usage, CAMERAS, QUALITY, SLOTS};
 use anyhow::{anyhow, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::quic::control::{
@@ -67,16 +67,10 @@ fn ahead() -> u64 {
 
 #[derive(Debug, Clone)]
 struct Params {
-    size: (u32, u32),
-    warmup_rounds: usize,
-    rounds: usize,
-    run: Duration,
-    settle: Duration,
+    t: Timing,
     fps: f64,
     clients: Vec<usize>,
     passes: usize,
-    case: Duration,
-    case_warmup: Duration,
 }
 
 // ---------------------------------------------------------------- the producer
@@ -324,38 +318,13 @@ struct Bench {
 
 /// Runs the benchmark: in full under `cargo bench` (`--bench`), else a smoke run.
 pub fn main() -> Result<()> {
-    let full = kit::Run::get()?.full();
-    let p = if full {
-        Params {
-            size: (1280, 720),
-            warmup_rounds: 1,
-            rounds: std::env::var("ROUNDS")
-                .ok()
-                .and_then(|a| a.parse().ok())
-                .unwrap_or(12),
-            run: Duration::from_millis(1500),
-            settle: Duration::from_millis(300),
-            fps: 30.0,
-            clients: vec![1, 10],
-            passes: 2,
-            case: Duration::from_secs(8),
-            case_warmup: Duration::from_secs(1),
-        }
-    } else {
-        Params {
-            size: (64, 48),
-            warmup_rounds: 0,
-            rounds: 1,
-            run: Duration::from_millis(100),
-            settle: Duration::from_millis(20),
-            fps: 30.0,
-            clients: vec![1, 2],
-            passes: 1,
-            case: Duration::from_millis(150),
-            case_warmup: Duration::from_millis(50),
-        }
+    let t = Timing::get(1, 12, [100, 20, 150, 50])?;
+    let p = Params {
+        fps: 30.0,
+        clients: if t.full { vec![1, 10] } else { vec![1, 2] },
+        passes: if t.full { 2 } else { 1 },
+        t,
     };
-    super::banner(full);
     let mut bench = Bench::new(&p)?;
     let result = bench.run();
     let stopped = bench.stop();
@@ -364,9 +333,9 @@ pub fn main() -> Result<()> {
 
 impl Bench {
     fn new(p: &Params) -> Result<Bench> {
-        let ring = Ring::create("quic", p.size)?;
+        let ring = Ring::create("quic", p.t.size)?;
         let (name, src) = (ring.name().to_owned(), &ring.src);
-        let (w, h) = p.size;
+        let (w, h) = p.t.size;
         let server = super::runtime("bench-server")?;
         let client1 = super::current_thread()?;
         let clients = super::runtime("bench-clients")?;
@@ -518,9 +487,9 @@ impl Bench {
         let mut efficiency = Vec::new();
         let mut order = Order::new(0x0071_c0de);
         let counts0 = Counts::of(&self.net.metrics, &self.net.counters);
-        for round in 0..p.warmup_rounds + p.rounds {
+        for round in 0..p.t.warmup_rounds + p.t.rounds {
             kit::check_interrupt()?;
-            let measured = round >= p.warmup_rounds;
+            let measured = round >= p.t.warmup_rounds;
             let mut round_rate = vec![0.0; n];
             let mut round_cpu = vec![0.0; n];
             for v in order.shuffled(n) {
@@ -536,8 +505,8 @@ impl Bench {
                     let (r, _) = self.ring.with_producer(Pace::Ahead(ahead()), &gate, || {
                         net.client1.block_on(async {
                             let c = connect(addr, config, true).await?;
-                            let from = Instant::now() + p.settle;
-                            receive(c, Stamps::Header, Some(g), from, from + p.run).await
+                            let from = Instant::now() + p.t.settle;
+                            receive(c, Stamps::Header, Some(g), from, from + p.t.run).await
                         })
                     })?;
                     r
@@ -545,13 +514,13 @@ impl Bench {
                     stamps.lock().unwrap_or_else(|e| e.into_inner()).clear();
                     net.client1.block_on(async {
                         let c = connect(bare_addr, &net.config, false).await?;
-                        let from = Instant::now() + p.settle;
+                        let from = Instant::now() + p.t.settle;
                         receive(
                             c,
                             Stamps::Bare(Arc::clone(&stamps)),
                             None,
                             from,
-                            from + p.run,
+                            from + p.t.run,
                         )
                         .await
                     })?
@@ -580,10 +549,10 @@ impl Bench {
              connection measured for {:.1} s after {:.1} s; the producer keeps {} \
              multi-frames ahead of the bridge's client. Send → receive: bridge `send_ns` → \
              message read whole; bare: stream opened → read whole.\n",
-            p.rounds,
-            p.warmup_rounds,
-            p.run.as_secs_f64(),
-            p.settle.as_secs_f64(),
+            p.t.rounds,
+            p.t.warmup_rounds,
+            p.t.run.as_secs_f64(),
+            p.t.settle.as_secs_f64(),
             ahead()
         );
         let mut t = Table::new(&[
@@ -685,7 +654,7 @@ impl Bench {
         }
         println!(
             "## B. Capture → receive at {:.0} fps, {}×{} JPEG × {CAMERAS}\n",
-            p.fps, p.size.0, p.size.1
+            p.fps, p.t.size.0, p.t.size.1
         );
         println!(
             "{} pass(es) (the second in reverse order), each measured for {:.1} s after {:.1} \
@@ -693,8 +662,8 @@ impl Bench {
              cores with the producer and the bridge. Per camera image, over all clients and \
              passes.\n",
             p.passes,
-            p.case.as_secs_f64(),
-            p.case_warmup.as_secs_f64()
+            p.t.case.as_secs_f64(),
+            p.t.case_warmup.as_secs_f64()
         );
         let mut t = Table::new(&[
             "clients",
@@ -765,8 +734,8 @@ impl Bench {
                     for _ in 0..n {
                         conns.push(connect(net.bridge_addr, &net.config, true).await?);
                     }
-                    let from = Instant::now() + p.case_warmup;
-                    let until = from + p.case;
+                    let from = Instant::now() + p.t.case_warmup;
+                    let until = from + p.t.case;
                     let tasks: Vec<_> = conns
                         .into_iter()
                         .map(|c| tokio::spawn(receive(c, Stamps::Header, None, from, until)))

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{JpegSource, Ring};
+use super::{JpegSource, Ring, Timing};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use camring_bridge::udp::client::{self, Client, ClientConfig, Event};
 use camring_bridge::udp::{CountersHandle, UdpBridge, UdpConfig};
@@ -58,15 +58,9 @@ const BARE_STREAM: u32 = 0xBA7E;
 
 #[derive(Debug, Clone)]
 struct Params {
-    size: (u32, u32),
-    warmup_rounds: usize,
-    rounds: usize,
-    run: Duration,
-    settle: Duration,
+    t: Timing,
     losses: Vec<f64>,
     mtus: Vec<usize>,
-    case: Duration,
-    case_warmup: Duration,
 }
 
 // ---------------------------------------------------------------- the source
@@ -506,34 +500,21 @@ struct Bench {
 
 /// Runs the benchmark: in full under `cargo bench` (`--bench`), else a smoke run.
 pub fn main() -> Result<()> {
-    let full = kit::Run::get()?.full();
-    let p = if full {
-        Params {
-            size: (1280, 720),
-            warmup_rounds: 2,
-            rounds: 10,
-            run: Duration::from_millis(1500),
-            settle: Duration::from_millis(300),
-            losses: vec![0.0, 0.01, 0.05],
-            mtus: vec![DEFAULT_MTU, MAX_MTU],
-            case: Duration::from_secs(8),
-            case_warmup: Duration::from_secs(1),
-        }
-    } else {
-        Params {
-            size: (64, 48),
-            warmup_rounds: 0,
-            rounds: 1,
-            run: Duration::from_millis(150),
-            settle: Duration::from_millis(50),
-            losses: vec![0.0, 0.05],
-            mtus: vec![DEFAULT_MTU],
-            case: Duration::from_millis(300),
-            case_warmup: Duration::from_millis(100),
-        }
+    let t = Timing::get(2, 10, [150, 50, 300, 100])?;
+    let p = Params {
+        losses: if t.full {
+            vec![0.0, 0.01, 0.05]
+        } else {
+            vec![0.0, 0.05]
+        },
+        mtus: if t.full {
+            vec![DEFAULT_MTU, MAX_MTU]
+        } else {
+            vec![DEFAULT_MTU]
+        },
+        t,
     };
-    super::banner(full);
-    let ring = Ring::create("udp", p.size)?;
+    let ring = Ring::create("udp", p.t.size)?;
     let server = super::runtime("udp-srv")?;
     let mut bench = Bench { p, ring, server };
     bench.throughput()?;
@@ -687,22 +668,28 @@ impl Bench {
         let mut ratio = Vec::new();
         let mut cpu_ratio = Vec::new();
         let mut order = Order::new(0x0d9_5eed);
-        for round in 0..p.warmup_rounds + p.rounds {
+        for round in 0..p.t.warmup_rounds + p.t.rounds {
             kit::check_interrupt()?;
-            let measured = round >= p.warmup_rounds;
+            let measured = round >= p.t.warmup_rounds;
             let mut round_rate = [0.0; 2];
             let mut round_cpu = [0.0; 2];
             for v in order.shuffled(2) {
                 let r = if v == 0 {
-                    self.adapter_run(bridge.addr, &bridge.counters, Pace::Ahead, p.settle, p.run)?
+                    self.adapter_run(
+                        bridge.addr,
+                        &bridge.counters,
+                        Pace::Ahead,
+                        p.t.settle,
+                        p.t.run,
+                    )?
                 } else {
                     self.bare_run(
                         None,
                         Pace::Ahead,
                         DEFAULT_MTU,
                         Duration::ZERO,
-                        p.settle,
-                        p.run,
+                        p.t.settle,
+                        p.t.run,
                     )?
                 };
                 ensure!(r.messages > 0, "{}: no message received", labels[v]);
@@ -729,10 +716,10 @@ impl Bench {
             "{} rounds (after {} warm-up rounds) of both variants in a fresh random order, each \
              a new subscription measured for {:.1} s after {:.1} s; the sender keeps {AHEAD} \
              messages ahead of the client. Message: {len} bytes, {} fragments.\n",
-            p.rounds,
-            p.warmup_rounds,
-            p.run.as_secs_f64(),
-            p.settle.as_secs_f64(),
+            p.t.rounds,
+            p.t.warmup_rounds,
+            p.t.run.as_secs_f64(),
+            p.t.settle.as_secs_f64(),
             len.div_ceil(DEFAULT_MTU - FRAGMENT_HEADER_SIZE),
         );
         let mut t = Table::new(&[
@@ -798,8 +785,8 @@ impl Bench {
             "Each case {:.0} s measured after {:.0} s; the relay drops each server-to-client \
              datagram with probability p (seeded). Message: {len} bytes. Latency per camera \
              of the messages delivered whole; delivered / sent against (1 − p)^K.\n",
-            p.case.as_secs_f64(),
-            p.case_warmup.as_secs_f64(),
+            p.t.case.as_secs_f64(),
+            p.t.case_warmup.as_secs_f64(),
         );
         let mut t = Table::new(&[
             "sender",
@@ -826,8 +813,8 @@ impl Bench {
                     relay.addr,
                     &bridge.counters,
                     Pace::Fps(30.0),
-                    p.case_warmup,
-                    p.case,
+                    p.t.case_warmup,
+                    p.t.case,
                 )?;
                 drop(relay);
                 t.row(row("adapter", mtu, k, loss, &r, expected));
@@ -838,8 +825,8 @@ impl Bench {
                     Pace::Fps(30.0),
                     mtu,
                     window,
-                    p.case_warmup,
-                    p.case,
+                    p.t.case_warmup,
+                    p.t.case,
                 )?;
                 t.row(row("bare", mtu, k, loss, &r, expected));
             }
@@ -854,8 +841,8 @@ impl Bench {
             relay.addr,
             &bridge.counters,
             Pace::Fps(30.0),
-            p.case_warmup,
-            p.case,
+            p.t.case_warmup,
+            p.t.case,
         )?;
         drop(relay);
         self.stop_bridge(bridge)?;
@@ -865,8 +852,8 @@ impl Bench {
             Pace::Fps(30.0),
             DEFAULT_MTU,
             Duration::ZERO,
-            p.case_warmup,
-            p.case,
+            p.t.case_warmup,
+            p.t.case,
         )?;
         t.row(row("bare, unpaced", DEFAULT_MTU, k, 0.0, &r, 1.0));
         t.print();

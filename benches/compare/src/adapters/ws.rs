@@ -42,7 +42,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Gate, Pace, Produced, Recv, Ring, Usage, CAMERAS, QUALITY, SLOTS};
+use super::{Gate, Pace, Produced, Recv, Ring, Timing, Usage, CAMERAS, QUALITY, SLOTS};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::{WsBridge, WsConfig};
@@ -63,20 +63,11 @@ const AHEAD: u64 = 2;
 
 #[derive(Debug, Clone)]
 struct Params {
-    size: (u32, u32),
-    /// A: rounds (after warm-up rounds) and the time each variant runs per round, of
-    /// which `settle` is not measured.
-    warmup_rounds: usize,
-    rounds: usize,
-    run: Duration,
-    settle: Duration,
-    /// B: producer rates, client counts, passes over the cases (forward, then reversed),
-    /// measured time per case and unmeasured time before it.
+    t: Timing,
+    /// B: producer rates, client counts, passes over the cases (forward, then reversed).
     rates: Vec<f64>,
     clients: Vec<usize>,
     passes: usize,
-    case: Duration,
-    case_warmup: Duration,
 }
 
 // ---------------------------------------------------------------- setup
@@ -246,35 +237,13 @@ struct Bench {
 
 /// Runs the benchmark: in full under `cargo bench` (`--bench`), else a smoke run.
 pub fn main() -> Result<()> {
-    let full = kit::Run::get()?.full();
-    let p = if full {
-        Params {
-            size: (1280, 720),
-            warmup_rounds: 2,
-            rounds: 12,
-            run: Duration::from_millis(1500),
-            settle: Duration::from_millis(300),
-            rates: vec![30.0, 60.0],
-            clients: vec![1, 50],
-            passes: 2,
-            case: Duration::from_secs(8),
-            case_warmup: Duration::from_secs(1),
-        }
-    } else {
-        Params {
-            size: (64, 48),
-            warmup_rounds: 0,
-            rounds: 1,
-            run: Duration::from_millis(100),
-            settle: Duration::from_millis(20),
-            rates: vec![30.0, 60.0],
-            clients: vec![1, 4],
-            passes: 1,
-            case: Duration::from_millis(150),
-            case_warmup: Duration::from_millis(50),
-        }
+    let t = Timing::get(2, 12, [100, 20, 150, 50])?;
+    let p = Params {
+        rates: vec![30.0, 60.0],
+        clients: if t.full { vec![1, 50] } else { vec![1, 4] },
+        passes: if t.full { 2 } else { 1 },
+        t,
     };
-    super::banner(full);
     let mut bench = Bench::new(&p)?;
     let result = bench.run();
     let stopped = bench.stop();
@@ -283,9 +252,9 @@ pub fn main() -> Result<()> {
 
 impl Bench {
     fn new(p: &Params) -> Result<Bench> {
-        let ring = Ring::create("ws", p.size)?;
+        let ring = Ring::create("ws", p.t.size)?;
         let (name, src) = (ring.name().to_owned(), &ring.src);
-        let (w, h) = p.size;
+        let (w, h) = p.t.size;
         let server = super::runtime("bench-server")?;
         let client1 = super::current_thread()?;
         let clients = super::runtime("bench-clients")?;
@@ -419,9 +388,9 @@ impl Bench {
         let mut producer_wall = 0u64;
         let mut order = Order::new(0x5eed_0fb1_d9e5);
         let counts0 = Counts::of(&self.net.metrics);
-        for round in 0..p.warmup_rounds + p.rounds {
+        for round in 0..p.t.warmup_rounds + p.t.rounds {
             kit::check_interrupt()?;
-            let measured = round >= p.warmup_rounds;
+            let measured = round >= p.t.warmup_rounds;
             let mut round_rate = vec![0.0; n];
             let mut round_cpu = vec![0.0; n];
             let vs = order.shuffled(n);
@@ -434,8 +403,8 @@ impl Bench {
                         self.ring.with_producer(Pace::Ahead(AHEAD), &gate, || {
                             net.client1.block_on(async {
                                 let ws = connect(net.bridge_addr).await?;
-                                let from = Instant::now() + p.settle;
-                                receive(ws, Stamps::Header, Some(&g), from, from + p.run).await
+                                let from = Instant::now() + p.t.settle;
+                                receive(ws, Stamps::Header, Some(&g), from, from + p.t.run).await
                             })
                         })?;
                     (r, Some(produced))
@@ -445,8 +414,8 @@ impl Bench {
                     let addr = bare_addrs[v - 1];
                     let r = self.net.client1.block_on(async {
                         let ws = connect(addr).await?;
-                        let from = Instant::now() + p.settle;
-                        receive(ws, Stamps::Channel(rx), None, from, from + p.run).await
+                        let from = Instant::now() + p.t.settle;
+                        receive(ws, Stamps::Channel(rx), None, from, from + p.t.run).await
                     })?;
                     (r, None)
                 };
@@ -464,7 +433,7 @@ impl Bench {
                     if let Some(pr) = produced {
                         producer.published += pr.published;
                         producer.cpu_ns += pr.cpu_ns;
-                        producer_wall += (p.settle + p.run).as_nanos() as u64;
+                        producer_wall += (p.t.settle + p.t.run).as_nanos() as u64;
                     }
                 }
             }
@@ -484,10 +453,10 @@ impl Bench {
              multi-frames ahead of the bridge's client. Latency: bridge `send_ns` (stamped \
              before building the message) → received and parsed; bare: the server starting \
              `send` → received and parsed.\n",
-            p.rounds,
-            p.warmup_rounds,
-            p.run.as_secs_f64(),
-            p.settle.as_secs_f64()
+            p.t.rounds,
+            p.t.warmup_rounds,
+            p.t.run.as_secs_f64(),
+            p.t.settle.as_secs_f64()
         );
         let mut t = Table::new(&[
             "variant",
@@ -635,8 +604,8 @@ impl Bench {
              per camera image (capture) or per message (publish, send), over all clients and \
              passes.\n",
             p.passes,
-            p.case.as_secs_f64(),
-            p.case_warmup.as_secs_f64()
+            p.t.case.as_secs_f64(),
+            p.t.case_warmup.as_secs_f64()
         );
         let mut t = Table::new(&[
             "fps",
@@ -745,8 +714,8 @@ impl Bench {
                     let conns =
                         futures_util::future::join_all((0..n).map(|_| connect(net.bridge_addr)))
                             .await;
-                    let from = Instant::now() + p.case_warmup;
-                    let until = from + p.case;
+                    let from = Instant::now() + p.t.case_warmup;
+                    let until = from + p.t.case;
                     let mut tasks = Vec::new();
                     for ws in conns {
                         let ws = ws?;
