@@ -161,6 +161,31 @@ impl Usage {
     }
 }
 
+/// The end of a latency case: waits for `from`, takes `counts()` and the usage, waits for
+/// `until`, takes them again; then every client's [`Recv`] (each must have received a
+/// frame). Returns them, the counts at `from` and at `until`, and the cores this process
+/// and the rest of the machine used in between.
+pub async fn measure_clients<C>(
+    tasks: Vec<tokio::task::JoinHandle<Result<Recv>>>,
+    from: tokio::time::Instant,
+    until: tokio::time::Instant,
+    counts: impl Fn() -> C,
+) -> Result<(Vec<Recv>, C, C, (f64, f64))> {
+    tokio::time::sleep_until(from).await;
+    let c0 = counts();
+    let u0 = Usage::now();
+    tokio::time::sleep_until(until).await;
+    let c1 = counts();
+    let cores = u0.cores();
+    let mut recvs = Vec::new();
+    for t in tasks {
+        let r = t.await.context("client task")??;
+        anyhow::ensure!(r.messages > 0, "a client received no frame");
+        recvs.push(r);
+    }
+    Ok((recvs, c0, c1, cores))
+}
+
 /// What one client received in its measuring window.
 #[derive(Debug)]
 pub struct Recv {

@@ -38,7 +38,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Gate, Pace, Recv, Ring, Timing, Usage, CAMERAS, QUALITY, SLOTS};
+use super::{measure_clients, Gate, Pace, Recv, Ring, Timing, Usage, CAMERAS, QUALITY, SLOTS};
 use anyhow::{anyhow, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::quic::control::{
@@ -740,19 +740,10 @@ impl Bench {
                         .into_iter()
                         .map(|c| tokio::spawn(receive(c, Stamps::Header, None, from, until)))
                         .collect();
-                    tokio::time::sleep_until(from).await;
-                    let c0 = Counts::of(&net.metrics, &net.counters);
-                    let u0 = Usage::now();
-                    tokio::time::sleep_until(until).await;
-                    let counts = Counts::of(&net.metrics, &net.counters).since(c0);
-                    let cores = u0.cores().0;
-                    let mut recvs = Vec::new();
-                    for t in tasks {
-                        let r = t.await.context("client task")??;
-                        ensure!(r.messages > 0, "a client received no frame");
-                        recvs.push(r);
-                    }
-                    Ok((recvs, counts, cores))
+                    let counts = || Counts::of(&net.metrics, &net.counters);
+                    let (recvs, c0, c1, cores) =
+                        measure_clients(tasks, from, until, counts).await?;
+                    Ok((recvs, c1.since(c0), cores.0))
                 })
             })?;
         Ok(Case {

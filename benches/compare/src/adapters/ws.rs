@@ -42,7 +42,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Gate, Pace, Produced, Recv, Ring, Timing, Usage, CAMERAS, QUALITY, SLOTS};
+use super::{
+    measure_clients, Gate, Pace, Produced, Recv, Ring, Timing, Usage, CAMERAS, QUALITY, SLOTS,
+};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::{WsBridge, WsConfig};
@@ -721,19 +723,9 @@ impl Bench {
                         let ws = ws?;
                         tasks.push(tokio::spawn(receive(ws, Stamps::Header, None, from, until)));
                     }
-                    tokio::time::sleep_until(from).await;
-                    let c0 = Counts::of(&net.metrics);
-                    let u0 = Usage::now();
-                    tokio::time::sleep_until(until).await;
-                    let counts = Counts::of(&net.metrics).since(c0);
-                    let cores = u0.cores();
-                    let mut recvs = Vec::new();
-                    for t in tasks {
-                        let r = t.await.context("client task")??;
-                        ensure!(r.messages > 0, "a client received no frame");
-                        recvs.push(r);
-                    }
-                    Ok((recvs, counts, cores))
+                    let (recvs, c0, c1, cores) =
+                        measure_clients(tasks, from, until, || Counts::of(&net.metrics)).await?;
+                    Ok((recvs, c1.since(c0), cores))
                 })
             })?;
         Ok(Case {
