@@ -161,6 +161,30 @@ impl Usage {
     }
 }
 
+/// `min–max` of `xs`, three decimals: the range of per-round ratios.
+pub fn range(xs: &[f64]) -> String {
+    format!(
+        "{:.3}–{:.3}",
+        xs.iter().copied().fold(f64::INFINITY, f64::min),
+        xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    )
+}
+
+/// A throughput row's first cells from the messages/s of each round and the mean message
+/// size: messages/s (median), MB/s, messages/s per round.
+pub fn rate_cells(rates: &[f64], mean_bytes: f64) -> Vec<String> {
+    let rate = kit::median(rates);
+    vec![
+        format!("{rate:.0}"),
+        format!("{:.0}", rate * mean_bytes / 1e6),
+        rates
+            .iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    ]
+}
+
 /// The end of a latency case: waits for `from`, takes `counts()` and the usage, waits for
 /// `until`, takes them again; then every client's [`Recv`] (each must have received a
 /// frame). Returns them, the counts at `from` and at `until`, and the cores this process
@@ -326,6 +350,25 @@ impl JpegSource {
             loan.push_camera(entry, jpeg.len())?.copy_from_slice(jpeg);
         }
         Ok(loan.commit(now, 0)?)
+    }
+
+    /// Checks that a bridge's `message` carries these JPEGs byte for byte (forwarded, not
+    /// re-encoded).
+    pub fn check_forwarded(&self, message: &[u8]) -> Result<()> {
+        use camring_protocol::wire;
+        let m = wire::parse(message).map_err(|e| anyhow::anyhow!("bad message: {e}"))?;
+        anyhow::ensure!(m.cameras.len() == CAMERAS, "{} cameras", m.cameras.len());
+        for (c, cam) in m.cameras.iter().enumerate() {
+            anyhow::ensure!(
+                cam.payload == self.jpegs[c].as_slice(),
+                "camera {c}: the bridge did not forward the ring's JPEG as it is"
+            );
+            anyhow::ensure!(
+                cam.info.flags & wire::CAM_REENCODED == 0,
+                "camera {c}: re-encoded"
+            );
+        }
+        Ok(())
     }
 
     /// Payload bytes of one message: the JPEGs.

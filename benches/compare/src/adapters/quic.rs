@@ -38,7 +38,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{measure_clients, Gate, Pace, Recv, Ring, Timing, Usage, CAMERAS, QUALITY, SLOTS};
+use super::{
+    measure_clients, range, rate_cells, Gate, Pace, Recv, Ring, Timing, Usage, CAMERAS, QUALITY,
+    SLOTS,
+};
 use anyhow::{anyhow, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::quic::control::{
@@ -46,7 +49,7 @@ use camring_bridge::quic::control::{
 };
 use camring_bridge::quic::tls::{self, Identity, Trust};
 use camring_bridge::quic::{QuicBridge, QuicConfig, QuicCounters};
-use camring_protocol::wire::{self, CAM_REENCODED};
+use camring_protocol::wire;
 use camring_shm::clock::now_ns;
 use camring_testkit::{self as kit, fmt_ns, median, Order, Table};
 use quinn::VarInt;
@@ -426,18 +429,7 @@ impl Bench {
                 Ok::<_, anyhow::Error>(Bytes::from(data))
             })
         })?;
-        let m = wire::parse(&message).map_err(|e| anyhow!("bad message: {e}"))?;
-        ensure!(m.cameras.len() == CAMERAS, "{} cameras", m.cameras.len());
-        for (c, cam) in m.cameras.iter().enumerate() {
-            ensure!(
-                cam.payload == self.ring.src.jpegs[c].as_slice(),
-                "camera {c}: the bridge did not forward the ring's JPEG as it is"
-            );
-            ensure!(
-                cam.info.flags & CAM_REENCODED == 0,
-                "camera {c}: re-encoded"
-            );
-        }
+        self.ring.src.check_forwarded(&message)?;
         println!(
             "Check: a bridge message carries the ring's 4 JPEGs byte for byte ({} bytes, \
              forwarded); the bare server sends this very message.\n",
@@ -571,7 +563,6 @@ impl Bench {
         ]);
         for v in 0..n {
             let r = &total[v];
-            let rate = median(&rates[v]);
             let mean = r.bytes as f64 / r.messages.max(1) as f64;
             let bridge_only = |q: f64| {
                 if v != 1 {
@@ -580,15 +571,9 @@ impl Bench {
                     "-".to_owned()
                 }
             };
-            t.row(vec![
-                labels[v].to_owned(),
-                format!("{rate:.0}"),
-                format!("{:.0}", rate * mean / 1e6),
-                rates[v]
-                    .iter()
-                    .map(|x| format!("{x:.0}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+            let mut row = vec![labels[v].to_owned()];
+            row.extend(rate_cells(&rates[v], mean));
+            row.extend([
                 fmt_ns(median(&cpu_per_msg[v])),
                 format!("{:.2}", median(&cores[v])),
                 format!("{:.2}", median(&others[v])),
@@ -598,15 +583,9 @@ impl Bench {
                 bridge_only(0.5),
                 bridge_only(0.99),
             ]);
+            t.row(row);
         }
         t.print();
-        let range = |xs: &[f64]| {
-            format!(
-                "{:.3}–{:.3}",
-                xs.iter().copied().fold(f64::INFINITY, f64::min),
-                xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-            )
-        };
         println!(
             "bridge / bare, messages/s: median of the {} per-round ratios **{:.3}** (goal ≥ \
              0.9), range {}; per round: {}",

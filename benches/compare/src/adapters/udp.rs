@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{JpegSource, Ring, Timing};
+use super::{range, rate_cells, JpegSource, Ring, Timing};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use camring_bridge::udp::client::{self, Client, ClientConfig, Event};
 use camring_bridge::udp::{CountersHandle, UdpBridge, UdpConfig};
@@ -731,29 +731,16 @@ impl Bench {
             "lost incomplete",
         ]);
         for v in 0..2 {
-            let rate = median(&rates[v]);
             let mean = bytes[v] as f64 / received[v].max(1) as f64;
-            t.row(vec![
-                labels[v].to_owned(),
-                format!("{rate:.0}"),
-                format!("{:.0}", rate * mean / 1e6),
-                rates[v]
-                    .iter()
-                    .map(|x| format!("{x:.0}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+            let mut row = vec![labels[v].to_owned()];
+            row.extend(rate_cells(&rates[v], mean));
+            row.extend([
                 fmt_ns(median(&cpu[v])),
                 format!("{} of {}", lost[v], lost[v] + received[v]),
             ]);
+            t.row(row);
         }
         t.print();
-        let range = |xs: &[f64]| {
-            format!(
-                "{:.3}–{:.3}",
-                xs.iter().copied().fold(f64::INFINITY, f64::min),
-                xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-            )
-        };
         println!(
             "adapter / bare, messages/s: median of the {} per-round ratios **{:.3}**, range {}; \
              sender CPU per message adapter / bare: median {:.3}, range {}",

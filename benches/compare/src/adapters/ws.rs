@@ -43,12 +43,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{
-    measure_clients, Gate, Pace, Produced, Recv, Ring, Timing, Usage, CAMERAS, QUALITY, SLOTS,
+    measure_clients, range, rate_cells, Gate, Pace, Produced, Recv, Ring, Timing, Usage, CAMERAS,
+    QUALITY, SLOTS,
 };
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::{WsBridge, WsConfig};
-use camring_protocol::wire::{self, CAM_REENCODED};
+use camring_protocol::wire;
 use camring_shm::clock::now_ns;
 use camring_testkit::{self as kit, fmt_ns, median, Order, Table};
 use futures_util::{SinkExt, StreamExt};
@@ -333,18 +334,7 @@ impl Bench {
                 }
             })
         })?;
-        let m = wire::parse(&message).map_err(|e| anyhow!("bad message: {e}"))?;
-        ensure!(m.cameras.len() == CAMERAS, "{} cameras", m.cameras.len());
-        for (c, cam) in m.cameras.iter().enumerate() {
-            ensure!(
-                cam.payload == self.ring.src.jpegs[c].as_slice(),
-                "camera {c}: the bridge did not forward the ring's JPEG as it is"
-            );
-            ensure!(
-                cam.info.flags & CAM_REENCODED == 0,
-                "camera {c}: re-encoded"
-            );
-        }
+        self.ring.src.check_forwarded(&message)?;
         println!(
             "Check: a bridge message carries the ring's 4 JPEGs byte for byte ({} bytes, \
              forwarded, not re-encoded); the bare servers send this very message.\n",
@@ -480,7 +470,6 @@ impl Bench {
         for v in 0..n {
             let r = &total[v];
             let mean_size = r.bytes as f64 / r.messages.max(1) as f64;
-            let rate = median(&rates[v]);
             let bridge_only = |h: &Histogram<u64>, q: f64| {
                 if v == 0 {
                     fmt_ns(h.value_at_quantile(q) as f64)
@@ -488,15 +477,9 @@ impl Bench {
                     "-".to_owned()
                 }
             };
-            t.row(vec![
-                labels[v].to_owned(),
-                format!("{rate:.0}"),
-                format!("{:.0}", rate * mean_size / 1e6),
-                rates[v]
-                    .iter()
-                    .map(|x| format!("{x:.0}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+            let mut row = vec![labels[v].to_owned()];
+            row.extend(rate_cells(&rates[v], mean_size));
+            row.extend([
                 format!("{:.2}", median(&cores[v])),
                 format!("{:.2}", median(&others[v])),
                 fmt_ns(median(&cpu_per_msg[v])),
@@ -509,15 +492,9 @@ impl Bench {
                 bridge_only(&r.capture, 0.5),
                 bridge_only(&r.capture, 0.99),
             ]);
+            t.row(row);
         }
         t.print();
-        let range = |xs: &[f64]| {
-            format!(
-                "{:.3}–{:.3}",
-                xs.iter().copied().fold(f64::INFINITY, f64::min),
-                xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-            )
-        };
         println!(
             "bridge / bare (bridge's socket options), messages/s: median of the {} per-round \
              ratios **{:.3}** (goal ≥ 0.9), range {}; ratio of the medians {:.3}",
