@@ -161,6 +161,39 @@ impl Usage {
     }
 }
 
+/// What a bridge's `run` is given to stop on.
+pub type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A bridge running on a runtime until [`Running::stop`].
+#[derive(Debug)]
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Spawns `run(stop)` (a bridge's `run`) on `rt`; `stop` completes at
+    /// [`Running::stop`].
+    pub fn spawn<F>(rt: &Runtime, run: impl FnOnce(Stop) -> F) -> Running
+    where
+        F: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = rt.spawn(run(Box::pin(async move {
+            let _ = rx.await;
+        })));
+        Running { stop, task }
+    }
+
+    /// Stops the bridge (closing its clients) and waits for it to end.
+    pub fn stop(self, rt: &Runtime) -> Result<()> {
+        let _ = self.stop.send(());
+        rt.block_on(self.task)
+            .context("bridge task")?
+            .context("bridge")
+    }
+}
+
 /// `min–max` of `xs`, three decimals: the range of per-round ratios.
 pub fn range(xs: &[f64]) -> String {
     format!(

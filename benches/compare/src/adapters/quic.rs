@@ -39,8 +39,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{
-    measure_clients, range, rate_cells, Gate, Pace, Recv, Ring, Timing, Usage, CAMERAS, QUALITY,
-    SLOTS,
+    measure_clients, range, rate_cells, Gate, Pace, Recv, Ring, Running, Timing, Usage, CAMERAS,
+    QUALITY, SLOTS,
 };
 use anyhow::{anyhow, ensure, Context, Result};
 use bytes::Bytes;
@@ -285,31 +285,24 @@ struct Net {
     counters: Arc<QuicCounters>,
     /// The same bridge with `newest_first` off (`--in-order`).
     in_order: Served,
-    stop_bridge: tokio::sync::oneshot::Sender<()>,
-    bridge_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    bridge: Running,
 }
 
 /// A bridge running on the server runtime.
 struct Served {
     addr: SocketAddr,
     config: quinn::ClientConfig,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    running: Running,
 }
 
 fn serve(server: &Runtime, config: QuicConfig) -> Result<Served> {
     let bridge = server.block_on(QuicBridge::bind(config))?;
     let addr = bridge.local_addr()?;
     let client = client_config(bridge.fingerprint())?;
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = server.spawn(bridge.run(async move {
-        let _ = rx.await;
-    }));
     Ok(Served {
         addr,
         config: client,
-        stop,
-        task,
+        running: Running::spawn(server, move |stop| bridge.run(stop)),
     })
 }
 
@@ -357,10 +350,7 @@ impl Bench {
         let client_config = client_config(bridge.fingerprint())?;
         let metrics = bridge.metrics();
         let counters = bridge.counters();
-        let (stop_bridge, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let bridge_task = server.spawn(bridge.run(async move {
-            let _ = stop_rx.await;
-        }));
+        let bridge = Running::spawn(&server, move |stop| bridge.run(stop));
         println!(
             "{CAMERAS} × {w}×{h} JPEG q{QUALITY} (synthetic pattern, made once; every publish \
              re-stamped): JPEGs {} bytes; ring of {SLOTS} slots\n",
@@ -383,8 +373,7 @@ impl Bench {
                 metrics,
                 counters,
                 in_order,
-                stop_bridge,
-                bridge_task,
+                bridge,
             },
         })
     }
@@ -397,16 +386,8 @@ impl Bench {
 
     fn stop(self) -> Result<()> {
         let Bench { net, ring, .. } = self;
-        let _ = net.stop_bridge.send(());
-        let _ = net.in_order.stop.send(());
-        net.server
-            .block_on(net.bridge_task)
-            .context("bridge task")?
-            .context("bridge")?;
-        net.server
-            .block_on(net.in_order.task)
-            .context("bridge task")?
-            .context("bridge")?;
+        net.bridge.stop(&net.server)?;
+        net.in_order.running.stop(&net.server)?;
         net.server.shutdown_timeout(Duration::from_secs(1));
         drop(ring);
         Ok(())

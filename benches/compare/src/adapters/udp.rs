@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{range, rate_cells, JpegSource, Ring, Timing};
+use super::{range, rate_cells, JpegSource, Ring, Running, Timing};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use camring_bridge::udp::client::{self, Client, ClientConfig, Event};
 use camring_bridge::udp::{CountersHandle, UdpBridge, UdpConfig};
@@ -488,8 +488,7 @@ impl Drop for Relay {
 struct Bridge {
     addr: SocketAddr,
     counters: CountersHandle,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    running: Running,
 }
 
 struct Bench {
@@ -530,25 +529,15 @@ impl Bench {
         let bridge = self.server.block_on(UdpBridge::bind(config))?;
         let addr = bridge.local_addr()?;
         let counters = bridge.counters_handle();
-        let (stop, rx) = tokio::sync::oneshot::channel();
-        let task = self.server.spawn(bridge.run(async {
-            let _ = rx.await;
-        }));
         Ok(Bridge {
             addr,
             counters,
-            stop,
-            task,
+            running: Running::spawn(&self.server, move |stop| bridge.run(stop)),
         })
     }
 
     fn stop_bridge(&self, b: Bridge) -> Result<()> {
-        let _ = b.stop.send(());
-        self.server
-            .block_on(b.task)
-            .context("bridge task")?
-            .context("bridge")?;
-        Ok(())
+        b.running.stop(&self.server)
     }
 
     /// The ring's producer on its own thread at `pace` while `f` runs.

@@ -43,8 +43,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{
-    measure_clients, range, rate_cells, Gate, Pace, Produced, Recv, Ring, Timing, Usage, CAMERAS,
-    QUALITY, SLOTS,
+    measure_clients, range, rate_cells, Gate, Pace, Produced, Recv, Ring, Running, Timing, Usage,
+    CAMERAS, QUALITY, SLOTS,
 };
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
@@ -228,8 +228,7 @@ struct Net {
     clients: Runtime,
     bridge_addr: SocketAddr,
     metrics: Arc<camring_bridge::metrics::Metrics>,
-    stop_bridge: tokio::sync::oneshot::Sender<()>,
-    bridge_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    bridge: Running,
 }
 
 struct Bench {
@@ -266,10 +265,7 @@ impl Bench {
         let bridge = server.block_on(WsBridge::bind(config))?;
         let bridge_addr = bridge.local_addr()?;
         let metrics = bridge.metrics();
-        let (stop_bridge, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let bridge_task = server.spawn(bridge.run(async move {
-            let _ = stop_rx.await;
-        }));
+        let bridge = Running::spawn(&server, move |stop| bridge.run(stop));
         println!(
             "{CAMERAS} × {w}×{h} JPEG q{QUALITY} (synthetic pattern, made once; every publish \
              re-stamped): JPEGs {} bytes, {} bytes of payload per message; ring of {SLOTS} \
@@ -290,8 +286,7 @@ impl Bench {
                 clients,
                 bridge_addr,
                 metrics,
-                stop_bridge,
-                bridge_task,
+                bridge,
             },
         })
     }
@@ -305,11 +300,7 @@ impl Bench {
     /// Stops the bridge (closing its clients) and its ring thread.
     fn stop(self) -> Result<()> {
         let Bench { net, ring, .. } = self;
-        let _ = net.stop_bridge.send(());
-        net.server
-            .block_on(net.bridge_task)
-            .context("bridge task")?
-            .context("bridge")?;
+        net.bridge.stop(&net.server)?;
         net.server.shutdown_timeout(Duration::from_secs(1));
         drop(ring);
         Ok(())
