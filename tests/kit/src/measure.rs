@@ -49,6 +49,18 @@ impl Run {
         }
     }
 
+    /// The `main` of a bench with helper processes: `helper(args)` in a helper, else
+    /// `bench(full)`.
+    pub fn dispatch(
+        helper: impl FnOnce(&[String]) -> Result<()>,
+        bench: impl FnOnce(bool) -> Result<()>,
+    ) -> Result<()> {
+        match Run::get()? {
+            Run::Helper(args) => helper(&args),
+            run => bench(run.full()),
+        }
+    }
+
     /// Whether this is the full run of a bench without helpers: `Run::get()?.full()`
     /// (a helper is not).
     pub fn full(&self) -> bool {

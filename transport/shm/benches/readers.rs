@@ -81,32 +81,30 @@ const CAMERA_RATE: Scenario = Scenario {
 };
 
 fn main() -> Result<()> {
-    let full = match kit::Run::get()? {
-        kit::Run::Helper(args) => return reader_child(&args),
-        run => run.full(),
-    };
-    let p = if full {
-        Params {
-            cameras: 4,
-            width: 640,
-            height: 480,
-            rounds: 5,
-            counts: vec![0, 1, 4, 16],
-            duration: None,
-            scenarios: vec![GREEDY, PACED, CAMERA_RATE],
-        }
-    } else {
-        Params {
-            cameras: 4,
-            width: 64,
-            height: 48,
-            rounds: 1,
-            counts: vec![0, 1],
-            duration: Some(Duration::from_millis(100)),
-            scenarios: vec![GREEDY],
-        }
-    };
-    run(&p, full)
+    kit::Run::dispatch(reader_child, |full| {
+        let p = if full {
+            Params {
+                cameras: 4,
+                width: 640,
+                height: 480,
+                rounds: 5,
+                counts: vec![0, 1, 4, 16],
+                duration: None,
+                scenarios: vec![GREEDY, PACED, CAMERA_RATE],
+            }
+        } else {
+            Params {
+                cameras: 4,
+                width: 64,
+                height: 48,
+                rounds: 1,
+                counts: vec![0, 1],
+                duration: Some(Duration::from_millis(100)),
+                scenarios: vec![GREEDY],
+            }
+        };
+        run(&p, full)
+    })
 }
 
 /// A reader process: `reader <ring> <pace µs>`.

@@ -39,24 +39,22 @@ struct Params {
 }
 
 fn main() -> Result<()> {
-    let full = match kit::Run::get()? {
-        kit::Run::Helper(args) => return reader_child(&args),
-        run => run.full(),
-    };
-    let p = if full {
-        Params {
-            rounds: 8,
-            warmup: 50,
-            samples: 1000,
-        }
-    } else {
-        Params {
-            rounds: 2,
-            warmup: 3,
-            samples: 20,
-        }
-    };
-    run(p, full)
+    kit::Run::dispatch(reader_child, |full| {
+        let p = if full {
+            Params {
+                rounds: 8,
+                warmup: 50,
+                samples: 1000,
+            }
+        } else {
+            Params {
+                rounds: 2,
+                warmup: 3,
+                samples: 20,
+            }
+        };
+        run(p, full)
+    })
 }
 
 /// The reader process: `wake-reader <ring> <spin µs> <warmup> <samples>`.

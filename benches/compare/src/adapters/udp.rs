@@ -591,6 +591,14 @@ impl Bench {
     }
 
     /// The bare sender to a client (directly or through a relay) at `mtu` and `window`.
+    /// A latency case of the bare sender at 30 fps through a relay losing `loss` of the
+    /// datagrams (seeded by `seed`), fragments of `mtu` spread over `window`.
+    fn bare_case(&self, loss: f64, seed: u64, mtu: usize, window: Duration) -> Result<Recv> {
+        let t = &self.p.t;
+        let pace = Pace::Fps(30.0);
+        self.bare_run(Some((loss, seed)), pace, mtu, window, t.case_warmup, t.case)
+    }
+
     fn bare_run(
         &self,
         relay_loss: Option<(f64, u64)>,
@@ -796,14 +804,7 @@ impl Bench {
                 t.row(row("adapter", mtu, k, loss, &r, expected));
                 // The bare sender, same pacing window.
                 let window = Duration::from_secs_f64(camring_bridge::udp::DEFAULT_PACE / 30.0);
-                let r = self.bare_run(
-                    Some((loss, seed)),
-                    Pace::Fps(30.0),
-                    mtu,
-                    window,
-                    p.t.case_warmup,
-                    p.t.case,
-                )?;
+                let r = self.bare_case(loss, seed, mtu, window)?;
                 t.row(row("bare", mtu, k, loss, &r, expected));
             }
             self.stop_bridge(bridge)?;
@@ -823,14 +824,7 @@ impl Bench {
         drop(relay);
         self.stop_bridge(bridge)?;
         t.row(row("adapter, --pace 0", DEFAULT_MTU, k, 0.0, &r, 1.0));
-        let r = self.bare_run(
-            Some((0.0, 1)),
-            Pace::Fps(30.0),
-            DEFAULT_MTU,
-            Duration::ZERO,
-            p.t.case_warmup,
-            p.t.case,
-        )?;
+        let r = self.bare_case(0.0, 1, DEFAULT_MTU, Duration::ZERO)?;
         t.row(row("bare, unpaced", DEFAULT_MTU, k, 0.0, &r, 1.0));
         t.print();
         Ok(())
