@@ -22,6 +22,9 @@ use camring_testkit::{self as kit, thread_cpu_ns, RingGuard};
 use hdrhistogram::Histogram;
 use tokio::runtime::Runtime;
 
+use crate::ctx::Stamp;
+use crate::ring::push_images;
+
 pub mod quic;
 pub mod udp;
 pub mod ws;
@@ -369,19 +372,17 @@ impl JpegSource {
     pub fn publish(&self, writer: &mut camring_shm::Writer, sequence: u64) -> Result<u64> {
         let now = camring_shm::clock::now_ns();
         let mut loan = writer.loan();
-        for (cam, jpeg) in self.jpegs.iter().enumerate() {
-            let entry = camring_protocol::layout::CameraEntry {
-                camera_id: cam as u32,
-                format: camring_protocol::PixelFormat::Jpeg.code(),
-                width: self.width,
-                height: self.height,
-                stride: 0,
-                capture_ns: now,
-                sequence,
-                ..Default::default()
-            };
-            loan.push_camera(entry, jpeg.len())?.copy_from_slice(jpeg);
-        }
+        let entry = camring_protocol::layout::CameraEntry {
+            format: camring_protocol::PixelFormat::Jpeg.code(),
+            width: self.width,
+            height: self.height,
+            ..Default::default()
+        };
+        let stamp = Stamp {
+            seq: sequence,
+            capture_ns: now,
+        };
+        push_images(&mut loan, entry, &self.jpegs, stamp)?;
         Ok(loan.commit(now, 0)?)
     }
 
