@@ -591,6 +591,14 @@ impl Bench {
     }
 
     /// The bare sender to a client (directly or through a relay) at `mtu` and `window`.
+    /// A latency case of `bridge` at 30 fps through a relay losing `loss` of the datagrams
+    /// (seeded by `seed`).
+    fn adapter_case(&mut self, bridge: &Bridge, loss: f64, seed: u64) -> Result<Recv> {
+        let relay = Relay::start(bridge.addr, loss, seed)?;
+        let (from, run) = (self.p.t.case_warmup, self.p.t.case);
+        self.adapter_run(relay.addr, &bridge.counters, Pace::Fps(30.0), from, run)
+    }
+
     /// A latency case of the bare sender at 30 fps through a relay losing `loss` of the
     /// datagrams (seeded by `seed`), fragments of `mtu` spread over `window`.
     fn bare_case(&self, loss: f64, seed: u64, mtu: usize, window: Duration) -> Result<Recv> {
@@ -792,15 +800,7 @@ impl Bench {
                 let seed = 0x1055_0000 + i as u64;
                 let expected = (1.0 - loss).powi(k as i32);
                 // The adapter.
-                let relay = Relay::start(bridge.addr, loss, seed)?;
-                let r = self.adapter_run(
-                    relay.addr,
-                    &bridge.counters,
-                    Pace::Fps(30.0),
-                    p.t.case_warmup,
-                    p.t.case,
-                )?;
-                drop(relay);
+                let r = self.adapter_case(&bridge, loss, seed)?;
                 t.row(row("adapter", mtu, k, loss, &r, expected));
                 // The bare sender, same pacing window.
                 let window = Duration::from_secs_f64(camring_bridge::udp::DEFAULT_PACE / 30.0);
@@ -813,15 +813,7 @@ impl Bench {
         kit::check_interrupt()?;
         let k = len.div_ceil(DEFAULT_MTU - FRAGMENT_HEADER_SIZE);
         let bridge = self.bridge(0.0, DEFAULT_MTU)?;
-        let relay = Relay::start(bridge.addr, 0.0, 1)?;
-        let r = self.adapter_run(
-            relay.addr,
-            &bridge.counters,
-            Pace::Fps(30.0),
-            p.t.case_warmup,
-            p.t.case,
-        )?;
-        drop(relay);
+        let r = self.adapter_case(&bridge, 0.0, 1)?;
         self.stop_bridge(bridge)?;
         t.row(row("adapter, --pace 0", DEFAULT_MTU, k, 0.0, &r, 1.0));
         let r = self.bare_case(0.0, 1, DEFAULT_MTU, Duration::ZERO)?;
