@@ -8,7 +8,7 @@ scripts/setup.sh
 # `--features camring/bench`: tests/bench.rs runs `camring bench --quick` for real.
 cargo test --workspace --all-targets --features camring/bench
 RUSTFLAGS="--cfg loom" cargo test -p camring-shm --test loom --release --target-dir target/loom
-# Miri runs camring-shm's unit tests (the volatile copy of racy.rs, bounds, views) on
+# Miri runs camring-shm's unit tests (the racy copy, and the Writer and Reader on a heap-backed segment) on
 # heap memory; it needs a nightly toolchain with miri (scripts/setup.sh tries to add one).
 if cargo +nightly miri --version >/dev/null 2>&1; then
   cargo +nightly miri test -p camring-shm --lib

@@ -20,44 +20,22 @@ fn u(v: &serde_json::Value, k: &str) -> u64 {
 fn several_readers_verify_every_frame() {
     let ring = ring_name("multi");
     let _g = RingGuard(ring.clone());
-    let producer = produce(
+    let producer = produce_synthetic(
         &ring,
-        &[
-            "--cameras",
-            "3",
-            "--size",
-            "320x240",
-            "--fps",
-            "60",
-            "--slots",
-            "4",
-            "--duration",
-            "8",
-            "-q",
-        ],
+        3,
+        "320x240",
+        60,
+        &["--slots", "4", "--duration", "8", "-q"],
     );
     assert!(wait_for_frames(&ring, 1, T), "producer did not start");
     let readers: Vec<Proc> = [
-        vec!["--mode", "latest"],
-        vec!["--mode", "next"],
-        vec!["--mode", "next", "--copy"],
-        vec!["--mode", "latest", "--copy", "--spin-us", "200"],
+        &["--mode", "latest"][..],
+        &["--mode", "next"],
+        &["--mode", "next", "--copy"],
+        &["--mode", "latest", "--copy", "--spin-us", "200"],
     ]
     .iter()
-    .map(|extra| {
-        let mut args = vec![
-            "read",
-            "--ring",
-            &ring,
-            "--verify",
-            "--duration",
-            "4",
-            "--json",
-            "-q",
-        ];
-        args.extend(extra.iter().copied());
-        Proc::spawn(&args)
-    })
+    .map(|mode| verifying_read(&ring, &[&["--duration", "4", "-q"], *mode].concat()))
     .collect();
     for r in readers {
         let out = r.finish(T);
@@ -85,41 +63,18 @@ fn every_format_round_trips_between_processes() {
     for format in ["rgb8", "bgr8", "gray8", "yuyv", "nv12", "jpeg"] {
         let ring = ring_name(format);
         let _g = RingGuard(ring.clone());
-        let producer = produce(
+        let producer = produce_synthetic(
             &ring,
-            &[
-                "--cameras",
-                "2",
-                "--size",
-                "320x240",
-                "--fps",
-                "50",
-                "--format",
-                format,
-                "--duration",
-                "4",
-                "-q",
-            ],
+            2,
+            "320x240",
+            50,
+            &["--format", format, "--duration", "4", "-q"],
         );
         assert!(
             wait_for_frames(&ring, 1, T),
             "{format}: producer did not start"
         );
-        let out = run(
-            &[
-                "read",
-                "--ring",
-                &ring,
-                "--verify",
-                "--mode",
-                "next",
-                "--duration",
-                "1.5",
-                "--json",
-                "-q",
-            ],
-            T,
-        );
+        let out = verifying_read(&ring, &["--mode", "next", "--duration", "1.5", "-q"]).finish(T);
         let s = summary(&out);
         assert_eq!(u(&s, "corrupt"), 0, "{format}: {s}");
         assert!(u(&s, "verified") >= 20, "{format}: {s}");
@@ -137,42 +92,29 @@ fn every_format_round_trips_between_processes() {
 fn slow_reader_is_lapped_told_and_recovers() {
     let ring = ring_name("slow");
     let _g = RingGuard(ring.clone());
-    let producer = produce(
+    let producer = produce_synthetic(
         &ring,
-        &[
-            "--cameras",
-            "1",
-            "--size",
-            "64x48",
-            "--fps",
-            "200",
-            "--slots",
-            "4",
-            "--duration",
-            "6",
-            "-q",
-        ],
+        1,
+        "64x48",
+        200,
+        &["--slots", "4", "--duration", "6", "-q"],
     );
     assert!(wait_for_frames(&ring, 1, T));
     // 20 ms per frame against a 5 ms period: it falls behind at once and is lapped again
     // and again, but every frame it accepts is whole.
-    let out = run(
+    let out = verifying_read(
+        &ring,
         &[
-            "read",
-            "--ring",
-            &ring,
             "--mode",
             "next",
-            "--verify",
             "--delay-ms",
             "20",
             "--duration",
             "3",
-            "--json",
             "-q",
         ],
-        T,
-    );
+    )
+    .finish(T);
     let s = summary(&out);
     assert_eq!(u(&s, "corrupt"), 0, "{s}");
     assert!(
@@ -192,39 +134,22 @@ fn sigkill_mid_write_then_takeover_readers_resume() {
     let ring = ring_name("kill");
     let _g = RingGuard(ring.clone());
     // The reader runs for the whole test and must never restart.
-    let reader = Proc::spawn(&[
-        "read",
-        "--ring",
+    let reader = verifying_read(
         &ring,
-        "--wait",
-        "20",
-        "--verify",
-        "--mode",
-        "next",
-        "--duration",
-        "14",
-        "--json",
-    ])
+        &["--wait", "20", "--mode", "next", "--duration", "14"],
+    )
     .watch();
     let mut seen = 0;
     for round in 0..3 {
         // A producer that stalls in the middle of writing a frame: killed there, it leaves
         // the slot marked as being written.
         let stall_after = (20 + round * 7).to_string();
-        let p = produce(
+        let p = produce_synthetic(
             &ring,
-            &[
-                "--cameras",
-                "2",
-                "--size",
-                "160x120",
-                "--fps",
-                "100",
-                "--slots",
-                "4",
-                "--stall-after",
-                &stall_after,
-            ],
+            2,
+            "160x120",
+            100,
+            &["--slots", "4", "--stall-after", &stall_after],
         );
         // Killed only once it stalled mid-write (it says so when the stall begins).
         let p = p.watch();
@@ -255,38 +180,16 @@ fn sigkill_mid_write_then_takeover_readers_resume() {
     }
     // A last producer of the same layout takes over and runs to a clean stop; then one of
     // another layout replaces it.
-    let p = produce(
+    let p = produce_synthetic(
         &ring,
-        &[
-            "--cameras",
-            "2",
-            "--size",
-            "160x120",
-            "--fps",
-            "100",
-            "--slots",
-            "4",
-            "--duration",
-            "1.5",
-        ],
+        2,
+        "160x120",
+        100,
+        &["--slots", "4", "--duration", "1.5"],
     );
     let out = p.finish(T);
     assert!(stderr(&out).contains("took over"), "{}", stderr(&out));
-    let p = produce(
-        &ring,
-        &[
-            "--cameras",
-            "1",
-            "--size",
-            "96x64",
-            "--fps",
-            "100",
-            "--slots",
-            "4",
-            "--duration",
-            "2",
-        ],
-    );
+    let p = produce_synthetic(&ring, 1, "96x64", 100, &["--slots", "4", "--duration", "2"]);
     let out = p.finish(T);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = reader.finish(T);
@@ -333,19 +236,7 @@ fn second_live_producer_is_refused() {
         "{err}"
     );
     // The first producer is unaffected.
-    let out = run(
-        &[
-            "read",
-            "--ring",
-            &ring,
-            "--verify",
-            "--duration",
-            "0.5",
-            "--json",
-            "-q",
-        ],
-        T,
-    );
+    let out = verifying_read(&ring, &["--duration", "0.5", "-q"]).finish(T);
     assert!(u(&summary(&out), "verified") > 0);
     first.signal(Signal::TERM);
     assert!(first.finish(T).status.success());

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use camring_bridge::quic::control::{close, Line, LineReader, ReadLine, MAX_SERVER_LINE};
-use camring_bridge::quic::tls::{self, Identity, Trust};
+use camring_bridge::quic::tls::Identity;
+use camring_client::quic::tls::{client_crypto, parse_fingerprint, Trust};
 use camring_protocol::control::{CameraDescription, ServerMessage, Settings};
 use camring_protocol::wire;
 use camring_reader::{Verdict, Verifier};
@@ -157,8 +158,8 @@ fn transport(streams: u32, stream_window: u32, window: u32) -> quinn::TransportC
 }
 
 fn client_config(fingerprint: &str, t: quinn::TransportConfig) -> quinn::ClientConfig {
-    let pin = tls::parse_fingerprint(fingerprint).expect("fingerprint");
-    let mut c = quinn::ClientConfig::new(tls::client_crypto(&Trust::Pinned(pin)).expect("tls"));
+    let pin = parse_fingerprint(fingerprint).expect("fingerprint");
+    let mut c = quinn::ClientConfig::new(client_crypto(&Trust::Pinned(pin)).expect("tls"));
     c.transport_config(Arc::new(t));
     c
 }
@@ -213,7 +214,7 @@ async fn dial_raw(
     json: &str,
 ) -> Result<Client, ConnectionError> {
     let mut endpoint =
-        camring_bridge::quic::client_endpoint("127.0.0.1:0".parse().unwrap()).expect("endpoint");
+        camring_client::quic::endpoint("127.0.0.1:0".parse().unwrap()).expect("endpoint");
     endpoint.set_default_client_config(config);
     let conn = tokio::time::timeout(
         PATIENCE,
@@ -1038,7 +1039,7 @@ fn hostile_datagrams_and_control_garbage_harm_nobody() {
         // Connections that vanish: after the handshake, mid-hello, without a word.
         for i in 0..20 {
             let mut endpoint =
-                camring_bridge::quic::client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
+                camring_client::quic::endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
             endpoint.set_default_client_config(config.clone());
             if let Ok(Ok(conn)) = tokio::time::timeout(
                 Duration::from_secs(5),
@@ -1431,15 +1432,7 @@ fn five_percent_loss_through_the_relay() {
 fn reordering_duplication_and_delay_through_the_relay() {
     let (_, log) = quic_through_relay(
         "quic-reorder",
-        Impair {
-            seed: 0x5EED_0003,
-            loss: 0.0,
-            duplicate: 0.05,
-            reorder: 0.2,
-            reorder_max: Duration::from_millis(8),
-            delay: Duration::from_millis(15),
-            jitter: Duration::from_millis(5),
-        },
+        Impair::reordering_duplication_and_delay(0x5EED_0003),
         12,
         Some(0.5),
     );

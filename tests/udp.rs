@@ -18,7 +18,7 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use camring_bridge::udp::client::{self, Client, ClientConfig, Event};
+use camring_client::udp::{self as client, Client, ClientConfig, Event};
 use camring_protocol::udp::{self as dgram, Keepalive, Subscribe, Unsubscribe};
 use camring_protocol::wire;
 use common::relay::{Impair, Relay, RelayLog};
@@ -652,15 +652,7 @@ fn five_percent_loss() {
 fn reordering_duplication_and_delay() {
     let (s, log) = through_relay(
         "udp-reorder",
-        Impair {
-            seed: 0x5EED_0003,
-            loss: 0.0,
-            duplicate: 0.05,
-            reorder: 0.2,
-            reorder_max: Duration::from_millis(8),
-            delay: Duration::from_millis(15),
-            jitter: Duration::from_millis(5),
-        },
+        Impair::reordering_duplication_and_delay(0x5EED_0003),
         12,
     );
     assert!(log.duplicated > 0 && log.reordered > 0, "{log:?}");

@@ -35,21 +35,7 @@ struct Producer {
 fn producer(test: &str, format: &str) -> Producer {
     let ring = ring_name(test);
     let guard = RingGuard(ring.clone());
-    let proc = produce(
-        &ring,
-        &[
-            "--cameras",
-            "3",
-            "--size",
-            "320x240",
-            "--fps",
-            "30",
-            "--format",
-            format,
-            "-q",
-        ],
-    );
-    assert!(wait_for_frames(&ring, 1, T), "producer did not start");
+    let proc = live_producer(&ring, 3, "320x240", 30, format);
     Producer {
         _proc: proc,
         _guard: guard,
@@ -104,6 +90,14 @@ fn view(url: &str, args: &[&str]) -> Output {
     run(&all, T)
 }
 
+/// Runs `camring view URL --verify --duration SECONDS --json ARGS...` to completion.
+fn verifying_view(url: &str, seconds: &str, args: &[&str]) -> Output {
+    view(
+        url,
+        &[&["--verify", "--duration", seconds, "--json"], args].concat(),
+    )
+}
+
 /// The summary of a view that must have succeeded, with every frame verified.
 fn verified_summary(out: &Output, bridge: &WsBridge) -> serde_json::Value {
     let s = summary(out);
@@ -126,7 +120,7 @@ fn verified_summary(out: &Output, bridge: &WsBridge) -> serde_json::Value {
 fn verifies_a_jpeg_ring() {
     let p = producer("view-jpeg", "jpeg");
     let b = bridge(&p.ring, &[]);
-    let out = view(&b.url(), &["--verify", "--duration", "3", "--json"]);
+    let out = verifying_view(&b.url(), "3", &[]);
     let s = verified_summary(&out, &b);
     // Every message carries the 3 synthetic cameras at full size: each one is checked.
     assert_eq!(u(&s, "verified"), u(&s, "frames"), "{s}");
@@ -141,7 +135,7 @@ fn verifies_a_jpeg_ring() {
 fn verifies_a_raw_ring_the_bridge_encodes() {
     let p = producer("view-rgb", "rgb8");
     let b = bridge(&p.ring, &[]);
-    let out = view(&b.url(), &["--verify", "--duration", "3", "--json", "-q"]);
+    let out = verifying_view(&b.url(), "3", &["-q"]);
     let s = verified_summary(&out, &b);
     assert_eq!(u(&s, "verified"), u(&s, "frames"), "{s}");
     // -q: no live line, no progress.
@@ -154,18 +148,7 @@ fn downscaled_images_are_still_verified() {
     let b = bridge(&p.ring, &[]);
     // Half size (whole-pixel code cells), and 100x75 whose cells fall between pixels.
     for width in ["160", "100"] {
-        let out = view(
-            &b.url(),
-            &[
-                "--verify",
-                "--duration",
-                "2",
-                "--json",
-                "-q",
-                "--max-width",
-                width,
-            ],
-        );
+        let out = verifying_view(&b.url(), "2", &["-q", "--max-width", width]);
         let s = verified_summary(&out, &b);
         assert_eq!(
             u(&s, "verified"),
@@ -175,18 +158,7 @@ fn downscaled_images_are_still_verified() {
     }
     // So small the code cells are 2.5 pixels: not checkable, so neither verified nor
     // corrupt.
-    let out = view(
-        &b.url(),
-        &[
-            "--verify",
-            "--duration",
-            "1",
-            "--json",
-            "-q",
-            "--max-width",
-            "40",
-        ],
-    );
+    let out = verifying_view(&b.url(), "1", &["-q", "--max-width", "40"]);
     let s = summary(&out);
     assert!(out.status.success(), "{s}\n{}", stderr(&out));
     assert!(u(&s, "frames") > 0, "{s}");
@@ -194,19 +166,10 @@ fn downscaled_images_are_still_verified() {
     // And from a raw ring, with a height limit and a lower quality.
     let p = producer("view-small-rgb", "rgb8");
     let b = bridge(&p.ring, &[]);
-    let out = view(
+    let out = verifying_view(
         &b.url(),
-        &[
-            "--verify",
-            "--duration",
-            "2",
-            "--json",
-            "-q",
-            "--max-height",
-            "120",
-            "--quality",
-            "40",
-        ],
+        "2",
+        &["-q", "--max-height", "120", "--quality", "40"],
     );
     let s = verified_summary(&out, &b);
     assert_eq!(u(&s, "verified"), u(&s, "frames"), "{s}");
@@ -217,11 +180,11 @@ fn token_is_required() {
     let p = producer("view-token", "jpeg");
     let b = bridge(&p.ring, &["--token", "s3cret"]);
     for token in [None, Some("wrong")] {
-        let mut args = vec!["--verify", "--duration", "2", "--json"];
-        if let Some(t) = token {
-            args.extend(["--token", t]);
-        }
-        let out = view(&b.url(), &args);
+        let args = match token {
+            Some(t) => vec!["--token", t],
+            None => vec![],
+        };
+        let out = verifying_view(&b.url(), "2", &args);
         assert!(!out.status.success(), "token {token:?} accepted");
         let err = stderr(&out);
         assert!(
@@ -231,10 +194,7 @@ fn token_is_required() {
         assert!(err.contains("--token"), "{err}");
         assert!(out.stdout.is_empty(), "no summary without a connection");
     }
-    let out = view(
-        &b.url(),
-        &["--token", "s3cret", "--verify", "--duration", "2", "--json"],
-    );
+    let out = verifying_view(&b.url(), "2", &["--token", "s3cret"]);
     verified_summary(&out, &b);
     // The token is not shown in what view prints.
     assert!(!stderr(&out).contains("s3cret"), "{}", stderr(&out));
@@ -299,13 +259,10 @@ fn saves_decodable_jpegs_of_the_cameras_asked_for() {
     let p = producer("view-save", "jpeg");
     let b = bridge(&p.ring, &[]);
     let dir = SaveDir::new("save");
-    let out = view(
+    let out = verifying_view(
         &b.url(),
+        "2",
         &[
-            "--verify",
-            "--duration",
-            "2",
-            "--json",
             "--cameras",
             "0,2",
             "--save",
@@ -393,19 +350,10 @@ fn reconnects_when_the_bridge_restarts() {
 fn a_slow_client_gets_fewer_frames_never_older_ones() {
     let p = producer("view-slow", "jpeg");
     let b = bridge(&p.ring, &[]);
-    let out = view(
+    let out = verifying_view(
         &b.url(),
-        &[
-            "--verify",
-            "--duration",
-            "3",
-            "--json",
-            "-q",
-            "--delay-ms",
-            "100",
-            "--rcvbuf",
-            "4096",
-        ],
+        "3",
+        &["-q", "--delay-ms", "100", "--rcvbuf", "4096"],
     );
     // Frames never went backwards (that would be corrupt) and every one verified; the
     // frames the client could not take were dropped by the server (gaps).

@@ -1,30 +1,29 @@
-//! `camring view`: a WebSocket client of `camring bridge ws` (the protocol of
-//! `docs/protocol.md`). It shows live stats like `camring read`, verifies synthetic frames,
-//! saves JPEGs, and prints the same JSON summary; it reconnects when the connection drops.
+//! `camring view`: a client of `camring bridge ws`, `quic` or `udp` (docs/protocol.md).
+//! It shows live stats like `camring read`, verifies synthetic frames, saves JPEGs, and
+//! prints the same JSON summary; it reconnects when the connection drops.
+//!
+//! The connections are `camring_client`'s; this is the one loop over them for every
+//! transport (connect, receive into the [`ViewSession`], reconnect with backoff, stop on
+//! a signal or at the end of `--duration`). What differs per transport is a [`Transport`]
+//! in `view/{ws,quic,udp}.rs`: how it is built from the options, and what it adds to the
+//! messages, the live line and the summary.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use camring_client::{Connect, ConnectFailure, Link, Received};
 use camring_protocol::control::{CameraSet, Quality, SettingsUpdate};
-use camring_shm::clock::now_ns;
 use clap::Args;
-use futures_util::StreamExt;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::signals::StopFlag;
 
 mod quic;
 mod session;
 mod udp;
-mod url;
+mod ws;
 
 use session::{Level, Saver, ViewSession};
-use url::{parse_setting, Target};
 
 /// Options of `camring view`.
 #[derive(Debug, Clone, Args)]
@@ -94,6 +93,13 @@ pub struct ViewArgs {
     pub rcvbuf: Option<u32>,
 }
 
+/// Checks one setting's command-line value exactly as the server checks the same query
+/// parameter ([`SettingsUpdate::from_query`]), so a bad value fails here with the server's
+/// own words instead of as a refused connection.
+fn parse_setting(name: &'static str, value: &str) -> Result<SettingsUpdate, String> {
+    SettingsUpdate::from_query([(name, value)]).map_err(|e| e.to_string())
+}
+
 fn quality_arg(s: &str) -> Result<Quality, String> {
     parse_setting("quality", s).map(|u| u.quality.expect("set"))
 }
@@ -123,7 +129,7 @@ impl ViewArgs {
     }
 }
 
-/// Longest a connection attempt (TCP and WebSocket handshake) may take.
+/// Longest a connection attempt (handshake, hello, subscription) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// First and longest wait between two reconnection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -131,14 +137,46 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// How often the stop flag and the deadline are looked at while nothing arrives.
 const POLL: Duration = Duration::from_millis(50);
 
+/// What `camring view` needs of a transport besides its connections.
+trait Transport: Connect {
+    /// The `camring bridge` subcommand that serves it (`ws`, `quic`, `udp`), for hints.
+    const BRIDGE: &'static str;
+    /// The server, for messages (`ws://…` with the token masked, `quic://host:port`).
+    fn name(&self) -> String;
+    /// What to say when a connection is up (`again`: not the first one).
+    fn connected_note(&self, again: bool) -> String {
+        if again {
+            format!("reconnected to {}", self.name())
+        } else {
+            format!("connected to {}", self.name())
+        }
+    }
+    /// What the live line adds (the transport's own counters).
+    fn live_extra(&self) -> String {
+        String::new()
+    }
+    /// Called once at the end, before the summary (a UDP subscriber says goodbye).
+    fn finish(&mut self) {}
+    /// The summary line printed at the end, if any.
+    fn summary_line(&self) -> Option<String> {
+        None
+    }
+    /// The transport's object in the JSON summary, if any: (key, value).
+    fn summary_json(&self) -> Option<(&'static str, serde_json::Value)> {
+        None
+    }
+}
+
 pub fn run(args: ViewArgs) -> anyhow::Result<ExitCode> {
     match args.url.split_once("://").map(|(scheme, _)| scheme) {
-        Some("quic") => return quic::run(&args),
-        Some("udp") => return udp::run(&args),
-        _ => {}
+        Some("quic") => view(&args, quic::transport(&args)?),
+        Some("udp") => view(&args, udp::transport(&args)?),
+        _ => view(&args, ws::transport(&args)?),
     }
-    let target = Target::new(&args.url, args.token.as_deref(), &args.settings())
-        .map_err(anyhow::Error::msg)?;
+}
+
+/// Runs `camring view` over `transport`.
+fn view<T: Transport>(args: &ViewArgs, transport: T) -> anyhow::Result<ExitCode> {
     let saver = match &args.save {
         Some(dir) => {
             std::fs::create_dir_all(dir)
@@ -153,18 +191,24 @@ pub fn run(args: ViewArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let start = Instant::now();
     let mut viewer = Viewer {
-        con: Console::new(&args, &stop, start, ViewSession::new(args.verify, saver)),
-        target: &target,
-        start,
+        con: Console::new(args, &stop, start, ViewSession::new(args.verify, saver)),
+        transport,
     };
     let outcome = runtime.block_on(viewer.run());
+    viewer.transport.finish();
     viewer.con.notes();
     let summary = viewer
         .con
         .session
-        .finish(viewer.start.elapsed().as_secs_f64(), viewer.con.resyncs);
+        .finish(start.elapsed().as_secs_f64(), viewer.con.resyncs);
     if let Outcome::Failed(why) = &outcome {
         eprintln!("camring view: {why}");
+    }
+    let connected = !matches!(outcome, Outcome::NeverConnected);
+    if !args.quiet && connected {
+        if let Some(line) = viewer.transport.summary_line() {
+            eprintln!("camring view: {line}");
+        }
     }
     if !args.quiet {
         if let Some(dir) = &args.save {
@@ -175,8 +219,12 @@ pub fn run(args: ViewArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if args.json && !matches!(outcome, Outcome::NeverConnected) {
-        println!("{}", serde_json::to_string(&summary)?);
+    if args.json && connected {
+        let mut v = serde_json::to_value(&summary)?;
+        if let Some((key, value)) = viewer.transport.summary_json() {
+            v[key] = value;
+        }
+        println!("{v}");
     }
     Ok(if summary.corrupt > 0 {
         ExitCode::from(3)
@@ -203,138 +251,8 @@ enum Ended {
     Lost(String),
 }
 
-/// Why a connection could not be opened.
-#[derive(Debug)]
-enum ConnectError {
-    /// The server answered the upgrade with an HTTP error.
-    Refused {
-        status: u16,
-        reason: String,
-        body: String,
-    },
-    /// No TCP connection (nothing listening, unreachable, unknown host).
-    Unreachable(String),
-    /// The attempt took longer than [`CONNECT_TIMEOUT`].
-    Timeout,
-    /// The WebSocket handshake failed otherwise.
-    Handshake(String),
-}
-
-impl ConnectError {
-    /// Whether trying again cannot help (a wrong token or parameter, no such path).
-    fn permanent(&self) -> bool {
-        matches!(self, ConnectError::Refused { status, .. } if *status != 503 && *status < 500)
-    }
-
-    fn describe(&self, target: &Target) -> String {
-        match self {
-            ConnectError::Refused {
-                status,
-                reason,
-                body,
-            } => {
-                let hint = match status {
-                    401 => "wrong or missing --token".to_owned(),
-                    503 => "the server already serves its maximum number of clients".to_owned(),
-                    400 if !body.is_empty() => format!("bad parameter: {body}"),
-                    400 => "a parameter was refused".to_owned(),
-                    404 => format!("no WebSocket endpoint at {target}"),
-                    _ if !body.is_empty() => body.clone(),
-                    _ => String::new(),
-                };
-                let hint = if hint.is_empty() {
-                    hint
-                } else {
-                    format!(" — {hint}")
-                };
-                format!("the server refused the connection: {status} {reason}{hint}")
-            }
-            ConnectError::Unreachable(e) => {
-                format!("cannot connect to {}: {e}", target.authority)
-            }
-            ConnectError::Timeout => format!(
-                "no answer from {} within {} s",
-                target.authority,
-                CONNECT_TIMEOUT.as_secs()
-            ),
-            ConnectError::Handshake(e) => {
-                format!("WebSocket handshake with {target} failed: {e}")
-            }
-        }
-    }
-}
-
-/// Opens the TCP connection (with SO_RCVBUF set first if asked) and the WebSocket.
-async fn connect(
-    target: &Target,
-    rcvbuf: Option<u32>,
-) -> Result<WebSocketStream<TcpStream>, ConnectError> {
-    let unreachable = |e: std::io::Error| ConnectError::Unreachable(e.to_string());
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(target.authority.as_str())
-        .await
-        .map_err(unreachable)?
-        .collect();
-    let mut stream = None;
-    let mut last_error = None;
-    for addr in addrs {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(unreachable)?;
-        if let Some(bytes) = rcvbuf {
-            socket.set_recv_buffer_size(bytes).map_err(unreachable)?;
-        }
-        match socket.connect(addr).await {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last_error = Some(e),
-        }
-    }
-    let Some(stream) = stream else {
-        return Err(ConnectError::Unreachable(last_error.map_or_else(
-            || "the host has no address".to_owned(),
-            |e| e.to_string(),
-        )));
-    };
-    let _ = stream.set_nodelay(true);
-    // A message carries whole images: allow large ones.
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(1 << 30))
-        .max_frame_size(Some(1 << 30));
-    match tokio_tungstenite::client_async_with_config(target.request_url(), stream, Some(config))
-        .await
-    {
-        Ok((ws, _response)) => Ok(ws),
-        Err(WsError::Http(response)) => {
-            let status = response.status();
-            let body = response
-                .body()
-                .as_deref()
-                .map(|b| {
-                    String::from_utf8_lossy(b)
-                        .trim()
-                        .chars()
-                        .take(300)
-                        .collect()
-                })
-                .unwrap_or_default();
-            Err(ConnectError::Refused {
-                status: status.as_u16(),
-                reason: status.canonical_reason().unwrap_or("").to_owned(),
-                body,
-            })
-        }
-        Err(WsError::Io(e)) => Err(unreachable(e)),
-        Err(e) => Err(ConnectError::Handshake(e.to_string())),
-    }
-}
-
-/// What `camring view` keeps while it runs, whatever the transport (ws, quic): the
-/// options, the stop flag and end time, the session, reconnections and the live line.
+/// What `camring view` keeps while it runs, whatever the transport: the options, the stop
+/// flag and end time, the session, reconnections and the live line.
 struct Console<'a> {
     args: &'a ViewArgs,
     stop: &'a StopFlag,
@@ -387,7 +305,13 @@ impl<'a> Console<'a> {
 
     /// After a failed connection attempt: says why once per outage, waits `backoff`
     /// (keeping the live line going, returning early on stop) and doubles it.
-    async fn retry_later(&mut self, why: &str, reported: &mut bool, backoff: &mut Duration) {
+    async fn retry_later(
+        &mut self,
+        why: &str,
+        reported: &mut bool,
+        backoff: &mut Duration,
+        extra: impl Fn() -> String,
+    ) {
         if !*reported {
             self.info(&format!("{why}; retrying until it answers"));
             *reported = true;
@@ -395,7 +319,7 @@ impl<'a> Console<'a> {
         let until = Instant::now() + *backoff;
         while Instant::now() < until && !self.should_stop() {
             tokio::time::sleep(POLL).await;
-            self.live(false, String::new);
+            self.live(false, &extra);
         }
         *backoff = (*backoff * 2).min(BACKOFF_MAX);
     }
@@ -417,14 +341,13 @@ impl<'a> Console<'a> {
     }
 }
 
-/// One run of `camring view` over WebSocket.
-struct Viewer<'a> {
+/// One run of `camring view` over a transport.
+struct Viewer<'a, T> {
     con: Console<'a>,
-    target: &'a Target,
-    start: Instant,
+    transport: T,
 }
 
-impl Viewer<'_> {
+impl<T: Transport> Viewer<'_, T> {
     async fn run(&mut self) -> Outcome {
         let mut connections = 0u64;
         let mut backoff = BACKOFF_MIN;
@@ -434,24 +357,21 @@ impl Viewer<'_> {
                 return Outcome::Done;
             }
             let attempt = tokio::select! {
-                r = tokio::time::timeout(CONNECT_TIMEOUT, connect(self.target, self.con.args.rcvbuf)) => {
-                    r.unwrap_or(Err(ConnectError::Timeout))
-                }
+                r = tokio::time::timeout(CONNECT_TIMEOUT, self.transport.connect()) => r,
                 () = self.con.stopped() => return Outcome::Done,
             };
-            match attempt {
-                Ok(ws) => {
+            let failure = match attempt {
+                Ok(Ok(link)) => {
+                    let note = self.transport.connected_note(connections > 0);
+                    self.con.info(&note);
                     if connections > 0 {
                         self.con.resyncs += 1;
-                        self.con.info(&format!("reconnected to {}", self.target));
-                    } else {
-                        self.con.info(&format!("connected to {}", self.target));
                     }
                     connections += 1;
                     backoff = BACKOFF_MIN;
                     outage_reported = false;
                     self.con.session.connected();
-                    match self.serve(ws).await {
+                    match self.serve(link).await {
                         Ended::Stopped => return Outcome::Done,
                         Ended::Lost(why) => {
                             self.con.session.disconnected();
@@ -459,68 +379,109 @@ impl Viewer<'_> {
                                 .info(&format!("connection lost ({why}); reconnecting"));
                         }
                     }
+                    continue;
                 }
-                Err(e) if connections == 0 => {
-                    let hint = if matches!(e, ConnectError::Unreachable(_)) {
-                        " — is `camring bridge ws` listening there?"
-                    } else {
-                        ""
-                    };
-                    eprintln!("camring view: {}{hint}", e.describe(self.target));
-                    return Outcome::NeverConnected;
-                }
-                Err(e) if e.permanent() => return Outcome::Failed(e.describe(self.target)),
-                Err(e) => {
-                    let why = e.describe(self.target);
-                    self.con
-                        .retry_later(&why, &mut outage_reported, &mut backoff)
-                        .await;
-                }
+                Ok(Err(e)) => Failure {
+                    permanent: e.permanent(),
+                    unreachable: e.unreachable(),
+                    why: e.describe(),
+                },
+                Err(_elapsed) => Failure {
+                    permanent: false,
+                    unreachable: true,
+                    why: format!(
+                        "no answer from {} within {} s",
+                        self.transport.name(),
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
+                },
+            };
+            if connections == 0 {
+                let hint = if failure.unreachable {
+                    format!(" — is `camring bridge {}` listening there?", T::BRIDGE)
+                } else {
+                    String::new()
+                };
+                eprintln!("camring view: {}{hint}", failure.why);
+                return Outcome::NeverConnected;
             }
+            if failure.permanent {
+                return Outcome::Failed(failure.why);
+            }
+            let transport = &self.transport;
+            self.con
+                .retry_later(&failure.why, &mut outage_reported, &mut backoff, || {
+                    transport.live_extra()
+                })
+                .await;
         }
     }
 
     /// Receives on one connection until it ends or the run stops.
-    async fn serve(&mut self, mut ws: WebSocketStream<TcpStream>) -> Ended {
+    async fn serve(&mut self, mut link: T::Link) -> Ended {
         let delay = Duration::from_millis(self.con.args.delay_ms);
         loop {
             if self.con.should_stop() {
-                // Say goodbye, but do not wait long for the server's answer.
-                let _ = tokio::time::timeout(Duration::from_millis(300), ws.close(None)).await;
+                link.close().await;
                 return Ended::Stopped;
             }
             let next = tokio::select! {
-                m = ws.next() => Some(m),
+                r = link.recv() => Some(r),
                 () = tokio::time::sleep(POLL) => None,
             };
             match next {
                 None => {}
-                Some(Some(Ok(Message::Binary(data)))) => {
-                    let received_ns = now_ns();
+                Some(Ok(Received::Message { data, received_ns })) => {
                     self.con.session.on_binary(&data, received_ns);
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }
                 }
-                Some(Some(Ok(Message::Text(text)))) => self.con.session.on_text(text.as_str()),
-                Some(Some(Ok(Message::Close(frame)))) => {
-                    return Ended::Lost(match frame {
-                        Some(f) if f.reason.is_empty() => {
-                            format!("server closed with code {}", u16::from(f.code))
-                        }
-                        Some(f) => format!(
-                            "server closed with code {}: {}",
-                            u16::from(f.code),
-                            f.reason
-                        ),
-                        None => "server closed the connection".to_owned(),
-                    });
+                Some(Ok(Received::Text(text))) => self.con.session.on_text(&text),
+                Some(Err(why)) => {
+                    link.close().await;
+                    return Ended::Lost(why);
                 }
-                Some(Some(Ok(_))) => {} // ping, pong: tungstenite answers pings itself
-                Some(Some(Err(e))) => return Ended::Lost(e.to_string()),
-                Some(None) => return Ended::Lost("connection closed".to_owned()),
             }
-            self.con.live(true, String::new);
+            let transport = &self.transport;
+            self.con.live(true, || transport.live_extra());
+        }
+    }
+}
+
+/// Why a connection attempt failed, whatever the transport.
+struct Failure {
+    permanent: bool,
+    unreachable: bool,
+    why: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked_like_the_server_does() {
+        assert_eq!(
+            parse_setting("quality", "auto").unwrap().quality,
+            Some(Quality::Auto)
+        );
+        assert_eq!(parse_setting("fps", "0.5").unwrap().fps, Some(0.5));
+        assert_eq!(
+            parse_setting("cameras", "0,2").unwrap().cameras,
+            Some(CameraSet::Only(vec![0, 2]))
+        );
+        for (name, bad) in [
+            ("quality", "0"),
+            ("quality", "high"),
+            ("fps", "1001"),
+            ("fps", "-1"),
+            ("skip", "0"),
+            ("cameras", "1,1"),
+            ("cameras", "16"),
+            ("max_width", "-5"),
+        ] {
+            assert!(parse_setting(name, bad).is_err(), "{name}={bad}");
         }
     }
 }

@@ -522,6 +522,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::test_jpegs::rgb_jpeg;
 
     /// What a fake device does on each grab.
     enum Step {
@@ -585,17 +586,7 @@ mod tests {
     };
 
     fn jpeg(width: u32, height: u32) -> Vec<u8> {
-        let pixels = vec![128u8; (width * height * 3) as usize];
-        camring_jpeg::Encoder::new(80)
-            .unwrap()
-            .encode(
-                &pixels,
-                PixelFormat::Rgb8,
-                width,
-                height,
-                width as usize * 3,
-            )
-            .unwrap()
+        rgb_jpeg(&vec![128u8; (width * height * 3) as usize], width, height)
     }
 
     /// Runs `opener` on a thread until `until` holds for the feed, then stops it and

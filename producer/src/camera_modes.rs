@@ -309,6 +309,7 @@ pub fn raw_frame_len(format: PixelFormat, width: u32, height: u32) -> Option<(u3
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_jpegs::rgb_jpeg;
 
     fn m(format: PixelFormat, width: u32, height: u32, fps: u32) -> CameraMode {
         CameraMode {
@@ -469,16 +470,7 @@ mod tests {
         let pixels: Vec<u8> = (0..width * height * 3)
             .map(|i| (i * 7 % 251) as u8)
             .collect();
-        camring_jpeg::Encoder::new(80)
-            .unwrap()
-            .encode(
-                &pixels,
-                PixelFormat::Rgb8,
-                width,
-                height,
-                width as usize * 3,
-            )
-            .unwrap()
+        rgb_jpeg(&pixels, width, height)
     }
 
     #[test]

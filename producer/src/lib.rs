@@ -28,6 +28,8 @@ pub mod output;
 pub mod source;
 pub mod sync;
 pub mod synthetic;
+#[cfg(test)]
+mod test_jpegs;
 
 pub use clock::FrameClock;
 pub use group::{Group, GroupConfig};

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use camring_jpeg::{Decoder, Encoder};
-use camring_producer::frame::{Feed, SourceState, Stop};
+use camring_producer::frame::{Feed, FeedStats, SourceState, Stop};
 use camring_producer::http::HttpSource;
 use camring_producer::source::{self, HttpSpec};
 use camring_protocol::pattern::{self, Geometry};
@@ -377,6 +377,19 @@ impl Running {
         got
     }
 
+    /// Waits until the source is down; the error it reports.
+    fn wait_down(&mut self) -> String {
+        let mut error = String::new();
+        self.wait("the source to fail", |r| match r.feed.state() {
+            SourceState::Down(e) => {
+                error = e;
+                true
+            }
+            _ => false,
+        });
+        error
+    }
+
     /// Stops the source and waits for its thread.
     fn stop(mut self) {
         self.stop.stop();
@@ -583,9 +596,15 @@ fn corrupt_and_truncated_parts_are_dropped_and_counted() {
     server.stop();
 }
 
-#[test]
-fn a_stalled_server_is_dropped_and_reconnected() {
-    let server = Server::start(Style::esp32(), |c| {
+/// A server whose first connection sends frames 0 to 2 and then ends as `then` makes it
+/// end, and whose later connections stream frames from 100 on, read through
+/// `spec(url)` until frame 100 came: the newest `(sequence, frame)`, the source's stats and
+/// how many connections the server took. Panics unless a connection failed on the way.
+fn reconnected_after(
+    then: impl Fn(&mut Conn) -> io::Result<()> + Send + Sync + 'static,
+    spec: impl FnOnce(String) -> HttpSpec,
+) -> ((u64, u64), FeedStats, usize) {
+    let server = Server::start(Style::esp32(), move |c| {
         c.head()?;
         if c.index > 0 {
             return c.frames_from(100);
@@ -593,7 +612,21 @@ fn a_stalled_server_is_dropped_and_reconnected() {
         for n in 0..3 {
             c.frame(n)?;
         }
-        // Half of a part, then silence.
+        then(c)
+    });
+    let mut src = Running::start(spec(server.url()));
+    let newest = src.wait_frame(100);
+    let stats = src.feed.stats();
+    assert!(stats.failures >= 1, "{stats:?}");
+    let connections = server.connections();
+    src.stop();
+    server.stop();
+    (newest, stats, connections)
+}
+
+#[test]
+fn a_stalled_server_is_dropped_and_reconnected() {
+    let half_a_part_then_silence = |c: &mut Conn| {
         let j = jpeg(&mut c.enc, 3);
         let mut p = format!(
             "{}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
@@ -604,42 +637,24 @@ fn a_stalled_server_is_dropped_and_reconnected() {
         p.extend(&j[..j.len() / 2]);
         c.send(&p)?;
         c.idle()
-    });
-    let spec = HttpSpec {
-        timeout: Duration::from_millis(500),
-        ..HttpSpec::new(server.url())
     };
-    let mut src = Running::start(spec);
-    let (seq, frame) = src.wait_frame(100);
+    let ((seq, frame), stats, connections) =
+        reconnected_after(half_a_part_then_silence, |url| HttpSpec {
+            timeout: Duration::from_millis(500),
+            ..HttpSpec::new(url)
+        });
     assert!(frame >= 100);
     assert!(seq >= 3, "sequence numbers continue across reconnects");
-    let stats = src.feed.stats();
-    assert!(stats.failures >= 1, "{stats:?}");
     assert!(stats.corrupt >= 1, "the part cut by the stall: {stats:?}");
-    assert!(server.connections() >= 2);
-    src.stop();
-    server.stop();
+    assert!(connections >= 2);
 }
 
 #[test]
 fn a_closed_stream_is_reconnected() {
-    let server = Server::start(Style::esp32(), |c| {
-        c.head()?;
-        if c.index > 0 {
-            return c.frames_from(100);
-        }
-        for n in 0..3 {
-            c.frame(n)?;
-        }
-        c.send(b"0\r\n\r\n") // the end of a chunked body
-    });
-    let mut src = Running::start(HttpSpec::new(server.url()));
-    let (seq, _) = src.wait_frame(100);
+    // The end of a chunked body.
+    let close = |c: &mut Conn| c.send(b"0\r\n\r\n");
+    let ((seq, _), _, _) = reconnected_after(close, HttpSpec::new);
     assert!(seq >= 3);
-    let stats = src.feed.stats();
-    assert!(stats.failures >= 1, "{stats:?}");
-    src.stop();
-    server.stop();
 }
 
 #[test]
@@ -672,14 +687,7 @@ fn a_server_restart_on_the_same_port_is_survived() {
 fn refused_with(answer: &'static str) -> String {
     let server = Server::start(Style::esp32(), move |c| c.raw(answer.as_bytes()));
     let mut src = Running::start(HttpSpec::new(server.url()));
-    let mut error = String::new();
-    src.wait("the source to fail", |r| match r.feed.state() {
-        SourceState::Down(e) => {
-            error = e;
-            true
-        }
-        _ => false,
-    });
+    let error = src.wait_down();
     assert_eq!(src.feed.stats().captured, 0);
     src.stop();
     server.stop();
@@ -723,14 +731,7 @@ fn https_goes_through_rustls() {
         hello
     });
     let mut src = Running::start(HttpSpec::new(url));
-    let mut error = String::new();
-    src.wait("the source to fail", |r| match r.feed.state() {
-        SourceState::Down(e) => {
-            error = e;
-            true
-        }
-        _ => false,
-    });
+    let error = src.wait_down();
     src.stop();
     let hello = server.join().unwrap();
     assert_eq!(hello[0], 0x16, "a TLS handshake record arrived");

@@ -112,6 +112,52 @@ impl LineReader {
     }
 }
 
+/// The ALPN protocol of camring's QUIC adapter (docs/protocol.md, 10.8).
+pub const ALPN: &[u8] = b"camring/1";
+
+/// A certificate fingerprint that is not 64 hexadecimal digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad SHA-256 fingerprint {0:?}: expected 64 hexadecimal digits (colons allowed)")]
+pub struct BadFingerprint(pub String);
+
+/// SHA-256 of a DER certificate: what a client pins (docs/protocol.md, 10.8).
+pub fn fingerprint_bytes(cert: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(cert).into()
+}
+
+/// SHA-256 of a DER certificate, lower-case hex (64 digits), as the bridge prints it.
+pub fn fingerprint(cert: &[u8]) -> String {
+    use std::fmt::Write as _;
+    fingerprint_bytes(cert)
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Parses a fingerprint as printed (`ab12…`), also with colons or upper case
+/// (`AB:12:…`, as `openssl x509 -fingerprint -sha256` prints it).
+pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], BadFingerprint> {
+    let bad = || BadFingerprint(text.to_owned());
+    let digits: Vec<u8> = text
+        .trim()
+        .bytes()
+        .filter(|&b| b != b':')
+        .map(|b| (b as char).to_digit(16).map(|d| d as u8))
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
+    if digits.len() != 64 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(digits.chunks(2)) {
+        *o = pair[0] << 4 | pair[1];
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +201,22 @@ mod tests {
         assert_eq!(close::name(2), Some("unauthorized"));
         assert_eq!(close::name(99), None);
         assert_eq!(close::name(1 << 40), None);
+    }
+
+    #[test]
+    fn fingerprints_parse_in_both_forms() {
+        let hex = fingerprint(b"not really a certificate");
+        assert_eq!(hex.len(), 64);
+        let colons = hex
+            .as_bytes()
+            .chunks(2)
+            .map(|p| std::str::from_utf8(p).unwrap().to_uppercase())
+            .collect::<Vec<_>>()
+            .join(":");
+        let bytes = fingerprint_bytes(b"not really a certificate");
+        assert_eq!(parse_fingerprint(&hex).unwrap(), bytes);
+        assert_eq!(parse_fingerprint(&colons).unwrap(), bytes);
+        assert!(parse_fingerprint("abc").is_err());
+        assert!(parse_fingerprint(&format!("{}zz", &hex[..62])).is_err());
     }
 }

@@ -33,6 +33,23 @@ pub fn produce(ring: &str, extra: &[&str]) -> Proc {
     Proc::spawn(&args)
 }
 
+/// Starts `camring produce --ring RING --cameras CAMERAS --size SIZE --fps FPS EXTRA...` (a
+/// synthetic producer).
+pub fn produce_synthetic(ring: &str, cameras: u32, size: &str, fps: u32, extra: &[&str]) -> Proc {
+    let (cameras, fps) = (cameras.to_string(), fps.to_string());
+    let mut args = vec!["--cameras", &cameras, "--size", size, "--fps", &fps];
+    args.extend_from_slice(extra);
+    produce(ring, &args)
+}
+
+/// Starts `camring read --ring RING --verify --json EXTRA...`: a reader that checks every
+/// frame against the synthetic pattern and ends with a JSON summary on stdout.
+pub fn verifying_read(ring: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["read", "--ring", ring, "--verify", "--json"];
+    args.extend_from_slice(extra);
+    Proc::spawn(&args)
+}
+
 /// A child process killed (SIGKILL) when dropped.
 pub struct Proc {
     pub child: Child,
@@ -269,19 +286,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// A synthetic producer (`cameras` cameras of `size` at `fps`, ring format `format`),
 /// once it has published.
 pub fn live_producer(ring: &str, cameras: u32, size: &str, fps: u32, format: &str) -> Proc {
-    let (cameras, fps) = (cameras.to_string(), fps.to_string());
-    let args = [
-        "--cameras",
-        &cameras,
-        "--size",
-        size,
-        "--fps",
-        &fps,
-        "--format",
-        format,
-        "-q",
-    ];
-    let p = produce(ring, &args);
+    let p = produce_synthetic(ring, cameras, size, fps, &["--format", format, "-q"]);
     assert!(
         wait_for_frames(ring, 1, Duration::from_secs(60)),
         "producer of {ring} did not start"
@@ -383,7 +388,7 @@ pub fn rss_kb(pid: i32) -> Option<u64> {
 }
 
 // ---------------------------------------------------------------------------------------
-// `camring bridge ws` (tests/bridge.rs): the bridge process, plain HTTP and /metrics.
+// `camring bridge ws` (tests/bridge/): the bridge process, plain HTTP and /metrics.
 // ---------------------------------------------------------------------------------------
 
 /// A running `camring bridge ws` (killed when dropped), its address and its stderr so far.

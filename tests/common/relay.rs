@@ -33,6 +33,23 @@ pub struct Impair {
     pub jitter: Duration,
 }
 
+impl Impair {
+    /// No loss, but a 30 ms round trip whose datagrams overtake one another (jitter ±5 ms
+    /// each way, a fifth held back up to 8 ms more), one in twenty sent twice: the
+    /// reordering that tests/udp.rs and tests/quic.rs both put the transports through.
+    pub fn reordering_duplication_and_delay(seed: u64) -> Impair {
+        Impair {
+            seed,
+            loss: 0.0,
+            duplicate: 0.05,
+            reorder: 0.2,
+            reorder_max: Duration::from_millis(8),
+            delay: Duration::from_millis(15),
+            jitter: Duration::from_millis(5),
+        }
+    }
+}
+
 /// What the relay did to the datagrams of one direction.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Direction {

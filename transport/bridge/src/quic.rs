@@ -142,40 +142,6 @@ pub fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
-/// A client endpoint on `bind` (e.g. `0.0.0.0:0`) with large socket buffers
-/// ([`udp_socket`]). Must be called within a tokio runtime.
-pub fn client_endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
-    quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        None,
-        udp_socket(bind)?,
-        Arc::new(quinn::TokioRuntime),
-    )
-}
-
-/// Largest frame message a client reads from one stream (a 16-camera raw 4K multi-frame is
-/// far less); a longer stream is stopped.
-pub const CLIENT_MAX_MESSAGE: usize = 256 << 20;
-/// Frame streams a client lets the server open at once.
-pub const CLIENT_MAX_STREAMS: u32 = 8;
-
-/// A client's transport parameters, as `camring view quic://` and the benchmark connect:
-/// a few frame streams at once, bounded receive windows (so what a slow reader holds is
-/// bounded), keep-alives, no datagrams.
-pub fn client_transport() -> quinn::TransportConfig {
-    let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_uni_streams(VarInt::from_u32(CLIENT_MAX_STREAMS))
-        .max_concurrent_bidi_streams(VarInt::from_u32(0))
-        .stream_receive_window(VarInt::from_u32(8 << 20))
-        .receive_window(VarInt::from_u32(32 << 20))
-        .datagram_receive_buffer_size(None)
-        .keep_alive_interval(Some(Duration::from_secs(2)))
-        .max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(Duration::from_secs(10)).expect("fits"),
-        ));
-    t
-}
-
 /// What `camring bridge quic` serves, and how.
 #[derive(Debug, Clone)]
 pub struct QuicConfig {

@@ -31,38 +31,6 @@ mod sender;
 
 pub use camring_protocol::udp::{cookie, limit, policy, text};
 
-/// A subscriber: the sans-IO [`camring_protocol::udp::client`], and the socket it is
-/// driven over.
-pub mod client {
-    use std::net::SocketAddr;
-
-    pub use camring_protocol::udp::client::*;
-
-    /// Receive buffer asked for a client's socket (capped by `net.core.rmem_max`).
-    pub const RECV_BUFFER: usize = 8 << 20;
-
-    /// A UDP socket connected to `server` (so only its datagrams come in), with a receive
-    /// buffer of `recv_buffer` bytes asked for (the system caps it), non-blocking, ready for
-    /// `tokio::net::UdpSocket::from_std`.
-    pub fn socket(server: SocketAddr, recv_buffer: usize) -> std::io::Result<std::net::UdpSocket> {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(server),
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )?;
-        let _ = socket.set_recv_buffer_size(recv_buffer);
-        let any: SocketAddr = if server.is_ipv4() {
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        } else {
-            SocketAddr::from(([0u16; 8], 0))
-        };
-        socket.bind(&any.into())?;
-        socket.connect(&server.into())?;
-        socket.set_nonblocking(true)?;
-        Ok(socket.into())
-    }
-}
-
 /// Fills `buf` from the operating system's random source (ring's `SystemRandom`, through
 /// rustls); should that ever fail, from the standard library's randomly keyed hasher mixed
 /// with the time (still unpredictable to a remote attacker, if weaker).

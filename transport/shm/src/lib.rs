@@ -32,6 +32,8 @@ mod reader;
 mod segment;
 pub mod seqlock;
 mod sync;
+#[cfg(all(test, not(loom)))]
+mod tests;
 #[cfg(not(loom))]
 mod writer;
 

@@ -22,6 +22,12 @@
 //! slot's sequence word, checked after the copy ([`Frame::validate`](crate::Frame::validate)),
 //! tells whether it is whole.
 //!
+//! The unit tests (which Miri runs) back a ring with one heap region instead
+//! (`Segment::heap`): there the writer's writes are accesses the abstract machine sees, so
+//! they must not race the views' reads, and a test drives its writer and readers from one
+//! thread; a view then reads what the last write left, torn or not, and the seqlock still
+//! tells which.
+//!
 //! The copy loads 16 bytes at a time on x86_64 (SSE2 is part of the baseline) and 8
 //! elsewhere. `cargo bench -p camring-shm --bench copy` compares it with a memcpy of the
 //! same mapped bytes: 0.86–0.91× for a 6.2 MB image and 0.70–0.75× for 100 KB here (a
@@ -70,6 +76,11 @@ impl<'a> SharedBytes<'a> {
     /// `ptr..ptr + len` must lie inside one mapping that stays mapped for `'a`, and nothing
     /// in this process may access those bytes other than by volatile (or atomic) reads
     /// while the view lives: no reference to them and no write through this mapping.
+    /// The one exception is a heap-backed segment of the unit tests (`Segment::heap`),
+    /// whose writer writes the same allocation while views of it live: its contract
+    /// ensures those writes never race the view's reads (they are ordered, in practice
+    /// made by the same thread) and that no reference to the bytes (a loan buffer) is
+    /// alive while the view reads them, so each read sees a plain earlier write.
     pub(crate) unsafe fn new(ptr: NonNull<u8>, len: usize) -> Self {
         SharedBytes {
             ptr,

@@ -124,7 +124,12 @@ fn open_file(name: &str) -> Result<File, OpenError> {
 
 fn attach(name: &str) -> Result<Segment, OpenError> {
     let file = open_file(name)?;
-    let seg = Segment::open_existing(file).map_err(|e| match e {
+    let seg = Segment::open_existing(file).map_err(|e| open_error(name, e))?;
+    ready(name, seg)
+}
+
+fn open_error(name: &str, e: MapError) -> OpenError {
+    match e {
         MapError::Short(actual) => OpenError::Layout {
             name: name.to_owned(),
             source: layout::LayoutError::Truncated {
@@ -140,7 +145,11 @@ fn attach(name: &str) -> Result<Segment, OpenError> {
             name: name.to_owned(),
             source,
         },
-    })?;
+    }
+}
+
+/// `seg`, unless its producer is still setting it up.
+fn ready(name: &str, seg: Segment) -> Result<Segment, OpenError> {
     // SYNC POINT: Acquire pairs with the producer's Release store of the state after it
     // wrote the superblock.
     if seg.live().state.load(Ordering::Acquire) == STATE_INIT {
@@ -152,7 +161,30 @@ fn attach(name: &str) -> Result<Segment, OpenError> {
 impl Reader {
     /// Attaches to ring `name`. Starts at the newest frame.
     pub fn open(name: &str) -> Result<Reader, OpenError> {
-        let seg = attach(name)?;
+        Ok(Reader::over(name, attach(name)?))
+    }
+
+    /// Attaches to the in-process ring of `writer` (`Writer::create_heap`, unit tests): a
+    /// segment of its own over the writer's heap region, validated as [`Reader::open`]
+    /// validates a file. The writer's creator took on the region's contract
+    /// (`Segment::heap`) for this reader too.
+    #[cfg(test)]
+    pub(crate) fn open_heap(writer: &crate::Writer) -> Result<Reader, OpenError> {
+        let name = writer.name();
+        let seg = writer
+            .segment()
+            .heap_attach()
+            .map_err(|e| open_error(name, e))?;
+        Ok(Reader::over(name, ready(name, seg)?))
+    }
+
+    /// The reader's own segment (unit tests look at its words).
+    #[cfg(test)]
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    fn over(name: &str, seg: Segment) -> Reader {
         let mut reader = Reader {
             seg: Arc::new(seg),
             name: name.to_owned(),
@@ -168,7 +200,7 @@ impl Reader {
         };
         reader.reset_position();
         reader.register();
-        Ok(reader)
+        reader
     }
 
     /// Attaches to ring `name`, retrying for up to `timeout` while it does not exist yet or
@@ -361,9 +393,16 @@ impl Reader {
         let generation = self.seg.live().generation.load(Ordering::Relaxed);
         // SYNC POINT: Acquire pairs with the producers' Release stores of the state.
         let state = self.seg.live().state.load(Ordering::Acquire);
-        let moved = match std::fs::metadata(&self.path) {
-            Ok(m) => m.ino() != self.seg.ino,
-            Err(_) => {
+        // A heap-backed ring (unit tests) has no file: no name leads to it, so nothing
+        // replaces it (and there is nothing to `stat`).
+        let found = self
+            .seg
+            .ino()
+            .map(|ino| (ino, std::fs::metadata(&self.path)));
+        let moved = match found {
+            None => false,
+            Some((ino, Ok(m))) => m.ino() != ino,
+            Some((_, Err(_))) => {
                 if state == STATE_LIVE && generation != self.generation {
                     return Ok(self.generation_changed(generation));
                 }
@@ -381,7 +420,7 @@ impl Reader {
         if moved {
             match attach(&self.name) {
                 // Raced with a rename back to the same segment: nothing new yet.
-                Ok(seg) if seg.ino == self.seg.ino => return Ok(Follow::Gone),
+                Ok(seg) if seg.ino() == self.seg.ino() => return Ok(Follow::Gone),
                 Ok(seg) => {
                     self.unregister();
                     self.seg = Arc::new(seg);
@@ -482,7 +521,7 @@ impl Reader {
     }
 
     /// Copies slot `n`'s header out and validates it.
-    fn read_slot(
+    pub(crate) fn read_slot(
         &self,
         n: u64,
     ) -> Result<(u64, usize, SlotHeader, [CameraEntry; MAX_CAMERAS]), ReadError> {
@@ -501,8 +540,10 @@ impl Reader {
         let mut cbytes = [0u8; MAX_CAMERAS * size_of::<CameraEntry>()];
         self.seg.copy_out(slot_off + SLOT_OFF_HEADER, &mut hbytes);
         // Only the entries the ring's layout allows and the header claims (a larger claim
-        // fails validation below anyway); the rest stay zero.
-        let claimed = SlotHeader::ref_from_bytes(&hbytes)
+        // fails validation below anyway); the rest stay zero. `read_from_bytes`, a copy:
+        // a byte array has alignment 1, so a `&SlotHeader` into it (`ref_from_bytes`)
+        // would fail whenever the array is not 8-aligned (Miri found that).
+        let claimed = SlotHeader::read_from_bytes(&hbytes)
             .expect("sizes match")
             .camera_count;
         let count = claimed.min(sb.camera_count).min(MAX_CAMERAS as u32) as usize;

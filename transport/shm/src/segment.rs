@@ -82,12 +82,31 @@ pub fn path_of(name: &str) -> PathBuf {
 /// bounds-checked methods.
 #[derive(Debug)]
 pub(crate) struct Segment {
-    map: MmapRaw,
-    pub(crate) file: File,
+    backing: Backing,
     /// Validated copy of the immutable superblock.
     pub(crate) sb: Superblock,
-    /// Inode of the file, to notice when the name points elsewhere.
-    pub(crate) ino: u64,
+}
+
+/// The memory under a [`Segment`].
+#[derive(Debug)]
+enum Backing {
+    /// A shared mapping of a segment file under `/dev/shm`: every ring outside this crate's
+    /// unit tests.
+    Mapped {
+        map: MmapRaw,
+        file: File,
+        /// Inode of the file, to notice when the name points elsewhere.
+        ino: u64,
+    },
+    /// An in-process, page-aligned heap region ([`heap::Region`]), for the unit tests
+    /// (which Miri runs: it cannot map files). The writer's and each reader's segment hold
+    /// the same region, as their processes would each map the same file.
+    #[cfg(test)]
+    Heap {
+        region: std::sync::Arc<heap::Region>,
+        /// Held by the writer's segment: the heap's stand-in for the producer's `flock`.
+        lock: Option<heap::ProducerLock>,
+    },
 }
 
 impl Segment {
@@ -121,10 +140,12 @@ impl Segment {
             .map_raw(&file)
             .map_err(MapError::Io)?;
         Ok(Segment {
-            map,
-            file,
+            backing: Backing::Mapped {
+                map,
+                file,
+                ino: meta.ino(),
+            },
             sb,
-            ino: meta.ino(),
         })
     }
 
@@ -141,11 +162,88 @@ impl Segment {
             .map_raw(&file)
             .map_err(MapError::Io)?;
         Ok(Segment {
-            map,
-            file,
+            backing: Backing::Mapped {
+                map,
+                file,
+                ino: meta.ino(),
+            },
             sb: Superblock::new_zeroed(),
-            ino: meta.ino(),
         })
+    }
+
+    /// A fresh segment of `sb.total_size` zero bytes on the heap, for the writer of a ring
+    /// that lives inside this process (unit tests; Miri runs them). It holds the region's
+    /// producer lock until dropped. The caller writes the superblock with
+    /// [`Segment::write_superblock`]; readers get their own segments over the same region
+    /// from [`Segment::heap_attach`].
+    ///
+    /// # Safety
+    ///
+    /// The Rust abstract machine sees every access to a heap region: the writer and the
+    /// readers of the region all use one Rust allocation, where with a file each has its
+    /// own mapping (or is another process), whose accesses are outside what Rust sees. For
+    /// as long as any segment over the region lives, the caller must therefore ensure:
+    ///
+    /// 1. the writer's writes to the region's bytes (loan buffers, `copy_in`) and the
+    ///    readers' copies and views of the same bytes never race: they are not made from
+    ///    different threads without a happens-before between them (the unit tests drive a
+    ///    region's writer and readers from one thread; the atomic words may be used from
+    ///    any thread);
+    /// 2. no reader reads bytes that a live loan buffer covers (the `&mut [u8]` that
+    ///    `SlotLoan::push_camera` returns or the fill closures get): no read of a `Frame`'s
+    ///    payloads while such a buffer is held or inside a fill closure.
+    ///
+    /// These are what Miri's data-race detector and aliasing model check, so Miri reports
+    /// a unit test that breaks them on the interleaving it runs (tried: a payload view read
+    /// between two writes through a loan buffer over the same byte is reported as
+    /// undefined behaviour, with Stacked and with Tree Borrows).
+    #[cfg(test)]
+    pub(crate) unsafe fn heap(sb: &Superblock) -> Segment {
+        let len = usize::try_from(sb.total_size).expect("a test ring fits in memory");
+        let region = heap::Region::new(len);
+        Segment {
+            backing: Backing::Heap {
+                lock: Some(heap::ProducerLock::try_take(&region).expect("a new region")),
+                region,
+            },
+            sb: Superblock::new_zeroed(),
+        }
+    }
+
+    /// A reader's segment over the same heap region as `self` (see [`Segment::heap`]):
+    /// reads the superblock out of the region and validates it against the region's size,
+    /// as [`Segment::open_existing`] does with a file. Panics if `self` is not heap-backed.
+    #[cfg(test)]
+    pub(crate) fn heap_attach(&self) -> Result<Segment, MapError> {
+        let Backing::Heap { region, .. } = &self.backing else {
+            panic!("heap_attach on a mapped segment");
+        };
+        let mut raw = [0u8; size_of::<Superblock>()];
+        self.copy_out(0, &mut raw);
+        let sb = Superblock::read_from_bytes(&raw).expect("size matches");
+        sb.validate(region.len() as u64)
+            .map_err(|e| MapError::Layout(e, Box::new(sb)))?;
+        Ok(Segment {
+            backing: Backing::Heap {
+                region: std::sync::Arc::clone(region),
+                lock: None,
+            },
+            sb,
+        })
+    }
+
+    /// Takes the producer lock of a heap-backed segment's region into this segment, as a
+    /// producer `flock`s a segment file; false if a writer's segment holds it. Panics if
+    /// `self` is not heap-backed.
+    #[cfg(test)]
+    pub(crate) fn heap_lock(&mut self) -> bool {
+        let Backing::Heap { region, lock } = &mut self.backing else {
+            panic!("heap_lock on a mapped segment");
+        };
+        if lock.is_none() {
+            *lock = heap::ProducerLock::try_take(region);
+        }
+        lock.is_some()
     }
 
     /// Writes the superblock of a segment no reader can see yet, and keeps its copy.
@@ -154,19 +252,50 @@ impl Segment {
         self.sb = *sb;
     }
 
+    /// The start and length of the memory under the segment. Both backings are
+    /// page-aligned (a mapping always; a heap region is allocated so) and stay put for as
+    /// long as the segment lives. Outside unit tests there is one backing and the match
+    /// compiles to the two loads it always was.
+    pub(crate) fn base(&self) -> (*mut u8, usize) {
+        match &self.backing {
+            Backing::Mapped { map, .. } => (map.as_mut_ptr(), map.len()),
+            #[cfg(test)]
+            Backing::Heap { region, .. } => (region.ptr(), region.len()),
+        }
+    }
+
+    /// The segment's file, `None` for a heap region (unit tests), which has none.
+    pub(crate) fn file(&self) -> Option<&File> {
+        match &self.backing {
+            Backing::Mapped { file, .. } => Some(file),
+            #[cfg(test)]
+            Backing::Heap { .. } => None,
+        }
+    }
+
+    /// The inode of the segment's file, to notice when the name points elsewhere; `None`
+    /// for a heap region (unit tests), which no name leads to.
+    pub(crate) fn ino(&self) -> Option<u64> {
+        match &self.backing {
+            Backing::Mapped { ino, .. } => Some(*ino),
+            #[cfg(test)]
+            Backing::Heap { .. } => None,
+        }
+    }
+
     /// A pointer to `offset` after checking that `offset..offset + len` lies inside the
-    /// mapping and `offset` is a multiple of `align` (the mapping is page-aligned, so the
-    /// pointer is `align`-aligned). Panics otherwise: callers pass validated offsets, so a
-    /// failure is a bug, never a hostile input.
+    /// segment and `offset` is a multiple of `align` (the memory is page-aligned, see
+    /// [`Segment::base`], so the pointer is `align`-aligned). Panics otherwise: callers
+    /// pass validated offsets, so a failure is a bug, never a hostile input.
     fn ptr_at(&self, offset: usize, len: usize, align: usize) -> *mut u8 {
+        let (base, size) = self.base();
         let end = offset.checked_add(len);
         assert!(
-            end.is_some_and(|e| e <= self.map.len()) && offset.is_multiple_of(align),
-            "segment access {offset}+{len} outside mapping of {} bytes",
-            self.map.len()
+            end.is_some_and(|e| e <= size) && offset.is_multiple_of(align),
+            "segment access {offset}+{len} outside mapping of {size} bytes"
         );
         // In bounds (just checked), so this equals the in-bounds `add(offset)`.
-        self.map.as_mut_ptr().wrapping_add(offset)
+        base.wrapping_add(offset)
     }
 
     /// The superblock's live words, typed (docs/ring.md §4): a field cannot be read at a
@@ -178,16 +307,17 @@ impl Segment {
             align_of::<LiveWords>(),
         );
         // SAFETY: `ptr_at` proved the `size_of::<LiveWords>()` bytes at `OFF_GENERATION`
-        // are inside the mapping and aligned for `LiveWords` (8; the mapping is
-        // page-aligned). `LiveWords` is `repr(C)` of `AtomicU64`/`AtomicU32` fields, which
-        // have the size and alignment of `u64`/`u32` and no padding between them here
-        // (asserted at compile time below), so the bytes are a valid `LiveWords` whatever
-        // they hold. Every field is an atomic (interior mutability), so a shared
+        // are inside the segment and aligned for `LiveWords` (8; the segment's memory, a
+        // mapping or a heap region, is page-aligned). `LiveWords` is `repr(C)` of
+        // `AtomicU64`/`AtomicU32` fields, which have the size and alignment of `u64`/`u32`
+        // and no padding between them here (asserted at compile time after `LiveWords`),
+        // so the bytes are a valid `LiveWords` whatever they hold. Every field is an atomic (interior mutability), so a shared
         // reference while this process's writer or another process stores to the same
         // words is what atomics are for; every process that follows the ring protocol
-        // accesses these words only atomically (docs/ring.md lists them), so there is no
-        // mixed atomic/non-atomic access. The mapping lives as long as `&self`, which
-        // bounds the returned lifetime.
+        // accesses these words only atomically (docs/ring.md lists them), and so does
+        // this crate whatever the backing (a heap region is only ever accessed through
+        // these methods), so there is no mixed atomic/non-atomic access. The memory lives
+        // as long as `&self`, which bounds the returned lifetime.
         unsafe { &*ptr.cast::<LiveWords>() }
     }
 
@@ -206,11 +336,12 @@ impl Segment {
     /// Panics if the word is not inside the mapping or not 8-byte aligned.
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
         let ptr = self.ptr_at(offset, 8, 8).cast();
-        // SAFETY: `ptr_at` proved `offset..offset + 8` is inside the mapping, which is
-        // page-aligned, so the pointer is valid and 8-byte aligned as `AtomicU64::from_ptr`
-        // requires. The mapping stays alive as long as `&self`, which bounds the returned
-        // lifetime. Every process that follows the ring protocol accesses this word only
-        // atomically (docs/ring.md lists the atomic words), so there is no mixed
+        // SAFETY: `ptr_at` proved `offset..offset + 8` is inside the segment, whose memory
+        // (a mapping or a heap region) is page-aligned, so the pointer is valid and 8-byte
+        // aligned as `AtomicU64::from_ptr` requires. The memory stays alive as long as
+        // `&self`, which bounds the returned lifetime. Every process that follows the ring
+        // protocol accesses this word only atomically (docs/ring.md lists the atomic
+        // words), and so does this crate on either backing, so there is no mixed
         // atomic/non-atomic access to it.
         unsafe { AtomicU64::from_ptr(ptr) }
     }
@@ -239,13 +370,16 @@ impl Segment {
     /// Panics if the range is outside the mapping.
     pub(crate) fn copy_in(&self, offset: usize, src: &[u8]) {
         let dst = self.ptr_at(offset, src.len(), 1);
-        // SAFETY: `ptr_at` proved the destination is inside the live, writable mapping, and
-        // `src` is process memory that cannot overlap it. Only the ring's single writer
-        // (holding the producer lock) calls this, on its own mapping, for the superblock and
-        // slot headers: ranges no `SlotLoan` buffer covers and that no reference points
-        // into. Readers (other processes, or other mappings in this one) may read the bytes
-        // meanwhile; they trust nothing until the covering seqlock or state word is
-        // published after this write.
+        // SAFETY: `ptr_at` proved the destination is inside the live, writable segment, and
+        // `src` cannot overlap it: no reference into a segment's memory is ever made
+        // except a loan's buffers, which borrow the writer mutably and so cannot exist
+        // during this call. Only the ring's single writer (holding the producer lock)
+        // calls this, on its own segment, for the superblock and slot headers: ranges no
+        // `SlotLoan` buffer covers and that no reference points into. Readers (other
+        // processes, or other mappings in this one) may read the bytes meanwhile; they
+        // trust nothing until the covering seqlock or state word is published after this
+        // write. On a heap region (unit tests) readers of this process read the same
+        // allocation, never racing this write (`Segment::heap`'s contract, point 1).
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
     }
 
@@ -257,16 +391,21 @@ impl Segment {
     /// writes its payload area or makes references into it, so the view's bytes change only
     /// from outside this mapping (the producer, in another process or through the writer's
     /// own mapping in this one). `SharedBytes` reads them by volatile loads (racy.rs argues
-    /// why that is sound).
+    /// why that is sound). On a heap region (unit tests) the writer writes the same
+    /// allocation instead, never racing the view's reads and never while the view reads
+    /// bytes a live loan buffer covers (`Segment::heap`'s contract).
     pub(crate) fn bytes(&self, offset: usize, len: usize) -> SharedBytes<'_> {
         let ptr = self.ptr_at(offset, len, 1);
         let ptr = NonNull::new(ptr).expect("a mapping is never at address 0");
-        // SAFETY: `ptr_at` proved the range is inside the mapping, which lives as long as
-        // `&self`. Nothing in this process accesses a reader's mapping other than by atomic
-        // loads of its words and volatile loads of its bytes (the reader module makes no
-        // references into it and never writes outside the atomic words), which is
+        // SAFETY: `ptr_at` proved the range is inside the segment, whose memory lives as
+        // long as `&self`. Nothing in this process accesses a reader's mapping other than
+        // by atomic loads of its words and volatile loads of its bytes (the reader module
+        // makes no references into it and never writes outside the atomic words), which is
         // `SharedBytes::new`'s contract. The writer's `copy_in`/`bytes_mut` are used only on
-        // the writer's own segment, another mapping.
+        // the writer's own segment, another mapping. A heap region (unit tests) is the one
+        // exception, which `SharedBytes::new` allows: the writer's segment is the same
+        // allocation, and `Segment::heap`'s contract keeps its writes from racing the
+        // view's reads or overlapping them with a live loan buffer.
         unsafe { SharedBytes::new(ptr, len) }
     }
 
@@ -280,18 +419,22 @@ impl Segment {
     /// creating such views only of its own mapping (a reader in the same process maps the
     /// segment again and reads its view only by volatile loads, which the Rust abstract
     /// machine sees as outside accesses), and only inside a `SlotLoan`, which borrows the
-    /// writer mutably, for the loaned slot's payload area.
+    /// writer mutably, for the loaned slot's payload area. On a heap region (unit tests),
+    /// where readers read the same allocation, the region's creator guarantees that no
+    /// reader reads the range while the slice lives (`Segment::heap`'s contract).
     // The exclusive view comes from shared memory through a raw pointer, not from `&self`:
     // exclusivity is the caller's contract above, which is why this fn is unsafe.
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn bytes_mut(&self, offset: usize, len: usize) -> &mut [u8] {
         let ptr = self.ptr_at(offset, len, 1);
-        // SAFETY: `ptr_at` proved the range is inside the live, writable mapping; the
+        // SAFETY: `ptr_at` proved the range is inside the live, writable segment; the
         // caller guarantees there is no other reference to it and no other access through
         // this mapping (see `# Safety`). Readers, in other processes or through their own
         // mappings in this one, may read the bytes concurrently; they only read (volatile
         // loads outside this mapping, which cannot invalidate an exclusive borrow's
         // assumptions about its own accesses), and the seqlock makes them detect the race.
+        // On a heap region no reader reads the range while the slice lives
+        // (`Segment::heap`'s contract, point 2).
         unsafe { std::slice::from_raw_parts_mut(ptr, len) }
     }
 
@@ -300,9 +443,9 @@ impl Segment {
     /// no reader can see yet: it writes zeros.
     pub(crate) fn prefault_fresh(&self) {
         let page = 4096;
-        for offset in (0..self.map.len()).step_by(page) {
+        for offset in (0..self.base().1).step_by(page) {
             let ptr = self.ptr_at(offset, 1, 1);
-            // SAFETY: `ptr_at` proved the byte is inside the writable mapping. The segment
+            // SAFETY: `ptr_at` proved the byte is inside the writable segment. The segment
             // is not published yet (the caller's contract), so no one else accesses it;
             // the byte is already zero (fresh file), so the write changes nothing but the
             // page tables.
@@ -312,7 +455,11 @@ impl Segment {
 
     /// True if some process holds the producer lock on this segment.
     pub(crate) fn producer_locked(&self) -> bool {
-        producer_locked(&self.file)
+        match &self.backing {
+            Backing::Mapped { file, .. } => producer_locked(file),
+            #[cfg(test)]
+            Backing::Heap { region, .. } => region.locked(),
+        }
     }
 }
 
@@ -352,4 +499,102 @@ pub(crate) enum MapError {
     Layout(LayoutError, Box<Superblock>),
     /// OS error.
     Io(io::Error),
+}
+
+/// The heap backing of [`Segment`] for unit tests: a zero-initialised, page-aligned region
+/// of a segment's full size, shared by the segments of one in-process ring.
+#[cfg(test)]
+pub(crate) mod heap {
+    use std::alloc::{self, Layout};
+    use std::ptr::NonNull;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// Zeroed, page-aligned heap memory owned by the `Arc`s of the segments over it.
+    #[derive(Debug)]
+    pub(crate) struct Region {
+        ptr: NonNull<u8>,
+        layout: Layout,
+        /// Whether the writer's segment lives: what `flock` tells of a mapped segment.
+        locked: AtomicBool,
+    }
+
+    // SAFETY: a `Region` is memory like a shared mapping (`MmapRaw`, which is Send and
+    // Sync): it is only ever accessed through `Segment`'s bounds-checked methods, by atomic
+    // loads and stores of its words (sound from any thread), volatile reads, and the
+    // writer's copies and loan buffers, whose freedom from races the creator of the region
+    // guarantees (`Segment::heap`'s contract), not the thread that holds the `Arc`. Its
+    // memory is freed once, by the last `Arc`'s drop, when no segment refers to it.
+    unsafe impl Send for Region {}
+    // SAFETY: as for `Send`: shared use from several threads adds atomic accesses, and
+    // non-atomic ones only under `Segment::heap`'s contract.
+    unsafe impl Sync for Region {}
+
+    /// The page size the layout aligns to (docs/ring.md §3); a mapping has at least it.
+    const PAGE: usize = camring_protocol::layout::PAGE as usize;
+
+    impl Region {
+        /// `len` (> 0) zero bytes aligned to a page, like a fresh mapping of a new file.
+        pub(crate) fn new(len: usize) -> Arc<Region> {
+            let layout = Layout::from_size_align(len, PAGE).expect("a test ring's size");
+            assert!(len > 0, "an empty segment");
+            // SAFETY: `layout` has a non-zero size (asserted above).
+            let ptr = unsafe { alloc::alloc_zeroed(layout) };
+            let Some(ptr) = NonNull::new(ptr) else {
+                alloc::handle_alloc_error(layout);
+            };
+            Arc::new(Region {
+                ptr,
+                layout,
+                locked: AtomicBool::new(false),
+            })
+        }
+
+        /// The region's first byte; every access to it is derived from this pointer.
+        pub(crate) fn ptr(&self) -> *mut u8 {
+            self.ptr.as_ptr()
+        }
+
+        /// The region's size in bytes.
+        pub(crate) fn len(&self) -> usize {
+            self.layout.size()
+        }
+
+        /// Whether a writer's segment over the region lives.
+        pub(crate) fn locked(&self) -> bool {
+            // SYNC POINT: Acquire pairs with the Release stores in `ProducerLock`; it
+            // orders nothing else (like `flock`, it only says whether a producer lives).
+            self.locked.load(Ordering::Acquire)
+        }
+    }
+
+    impl Drop for Region {
+        fn drop(&mut self) {
+            // SAFETY: `ptr` came from `alloc_zeroed(layout)` and is freed only here, once;
+            // this is the last `Arc`, so no segment (and no view, which borrows one) is left.
+            unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+        }
+    }
+
+    /// The producer lock of a heap region, held by its writer's segment; released when
+    /// that segment is dropped, as the kernel releases a producer's `flock`.
+    #[derive(Debug)]
+    pub(crate) struct ProducerLock(Arc<Region>);
+
+    impl ProducerLock {
+        /// Takes the lock of `region`; `None` if a writer's segment holds it.
+        pub(crate) fn try_take(region: &Arc<Region>) -> Option<ProducerLock> {
+            // SYNC POINT: AcqRel pairs with the Release store of the previous holder's
+            // drop, as in `locked`.
+            let was = region.locked.swap(true, Ordering::AcqRel);
+            (!was).then(|| ProducerLock(Arc::clone(region)))
+        }
+    }
+
+    impl Drop for ProducerLock {
+        fn drop(&mut self) {
+            // SYNC POINT: Release pairs with the Acquire loads in `locked` and `take`.
+            self.0.locked.store(false, Ordering::Release);
+        }
+    }
 }

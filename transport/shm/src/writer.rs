@@ -219,24 +219,10 @@ impl Writer {
             }
             Err(MapError::Io(e)) => return Err(io_err(name, e)),
         };
-        // SYNC POINT: Acquire pairs with the dead producer's Release head store (it is dead,
-        // but its stores may still be in flight to this core).
-        let head = seg.live().head.load(Ordering::Acquire);
-        let old_generation = seg.live().generation.load(Ordering::Relaxed);
-        // SYNC POINT: Acquire pairs with producers' Release stores of the state.
-        let state = seg.live().state.load(Ordering::Acquire);
-        if seg.sb.same_layout(sb) && state != STATE_REPLACED && head < MAX_FRAME {
-            let generation = claim(&seg, old_generation.wrapping_add(1));
-            notify::wake_all(&seg);
-            return Ok(Attempt::Done(Box::new(Writer {
-                seg,
-                name: name.to_owned(),
-                path: path.to_owned(),
-                next: head,
-                generation,
-                origin: Origin::TookOver,
-            })));
-        }
+        let (seg, old_generation) = match Self::take_over_in_place(seg, name, path, sb) {
+            Ok(writer) => return Ok(Attempt::Done(Box::new(writer))),
+            Err(old) => *old,
+        };
         // Another layout, or broken: tell its readers to re-open, then replace it.
         // SYNC POINT: Release pairs with readers' Acquire load of the state.
         seg.live().state.store(STATE_REPLACED, Ordering::Release);
@@ -250,6 +236,36 @@ impl Writer {
             Some(file),
             old_generation.wrapping_add(1),
         )
+    }
+
+    /// Takes over `seg`, whose producer lock this process holds, in place: if its layout is
+    /// `sb`'s and it is not marked replaced, claims it with a new generation and continues
+    /// its frame numbers. Otherwise hands it back with its generation, to be replaced.
+    fn take_over_in_place(
+        seg: Segment,
+        name: &str,
+        path: &Path,
+        sb: &Superblock,
+    ) -> Result<Writer, Box<(Segment, u64)>> {
+        // SYNC POINT: Acquire pairs with the dead producer's Release head store (it is dead,
+        // but its stores may still be in flight to this core).
+        let head = seg.live().head.load(Ordering::Acquire);
+        let old_generation = seg.live().generation.load(Ordering::Relaxed);
+        // SYNC POINT: Acquire pairs with producers' Release stores of the state.
+        let state = seg.live().state.load(Ordering::Acquire);
+        if !(seg.sb.same_layout(sb) && state != STATE_REPLACED && head < MAX_FRAME) {
+            return Err(Box::new((seg, old_generation)));
+        }
+        let generation = claim(&seg, old_generation.wrapping_add(1));
+        notify::wake_all(&seg);
+        Ok(Writer {
+            seg,
+            name: name.to_owned(),
+            path: path.to_owned(),
+            next: head,
+            generation,
+            origin: Origin::TookOver,
+        })
     }
 
     /// Creates a new segment under a temporary name, sets it up completely, and only then
@@ -343,6 +359,84 @@ impl Writer {
         })))
     }
 
+    /// A writer of a ring that lives inside this process, on a heap region instead of a
+    /// segment file (`Segment::heap`): for the unit tests, which Miri runs (it cannot map
+    /// files, `flock` or `fallocate`). Readers attach with [`Reader::open_heap`]. Everything
+    /// after the segment's creation is as in [`Writer::create`]'s fresh case: the same
+    /// superblock and the same `claim`, so the ring is byte for byte what a file would
+    /// hold.
+    ///
+    /// [`Reader::open_heap`]: crate::Reader::open_heap
+    ///
+    /// # Safety
+    ///
+    /// `Segment::heap`'s contract, for as long as the writer or any reader of its ring
+    /// lives: no racing access to the region's bytes (drive the writer and its readers from
+    /// one thread) and no reader reading bytes a live loan buffer covers.
+    #[cfg(test)]
+    pub(crate) unsafe fn create_heap(
+        name: &str,
+        config: &RingConfig,
+    ) -> Result<Writer, CreateError> {
+        let sb = config.superblock()?;
+        // SAFETY: the caller takes on `Segment::heap`'s contract (`# Safety` above).
+        let mut seg = unsafe { Segment::heap(&sb) };
+        // Zeroed already (like a fresh file), and nothing to pre-fault: no `prefault_fresh`.
+        seg.write_superblock(&sb);
+        // SYNC POINT: Relaxed, as in `create_fresh`: no reader can attach before this
+        // returns (`Reader::open_heap` needs the writer, and whatever hands it to another
+        // thread orders these stores before that thread's loads); `claim` ends with the
+        // Release state store that `Reader::open_heap`'s Acquire load pairs with.
+        seg.live().head.store(0, Ordering::Relaxed);
+        let generation = claim(&seg, 0);
+        Ok(Writer {
+            seg,
+            name: name.to_owned(),
+            path: path_of(name),
+            next: 0,
+            generation,
+            origin: Origin::Created,
+        })
+    }
+
+    /// A new producer of the heap-backed ring `reader` reads (`Writer::create_heap`), after
+    /// its writer was dropped: [`Writer::create`]'s in-place take-over (new generation,
+    /// frame numbers continued), without the file. Refused while a writer lives, or if
+    /// `config` is another layout (a heap ring is not replaced).
+    ///
+    /// # Safety
+    ///
+    /// `Segment::heap`'s contract, for this writer and the region's readers, for as long as
+    /// they live.
+    #[cfg(test)]
+    pub(crate) unsafe fn take_over_heap(
+        reader: &crate::Reader,
+        config: &RingConfig,
+    ) -> Result<Writer, CreateError> {
+        let name = reader.name();
+        let sb = config.superblock()?;
+        let mut seg = reader
+            .segment()
+            .heap_attach()
+            .map_err(|_| CreateError::InvalidLayout("the heap ring's superblock is invalid"))?;
+        if !seg.heap_lock() {
+            return Err(CreateError::ProducerAlive {
+                name: name.to_owned(),
+                // SYNC POINT: Relaxed: only reported in the error.
+                pid: seg.live().producer_pid.load(Ordering::Relaxed),
+            });
+        }
+        Self::take_over_in_place(seg, name, &path_of(name), &sb)
+            .map_err(|_| CreateError::InvalidLayout("another layout: a heap ring is not replaced"))
+    }
+
+    /// The segment, for `Reader::open_heap` (which attaches its own segment to the same
+    /// heap region) and the unit tests.
+    #[cfg(test)]
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
     /// The ring's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -407,8 +501,11 @@ impl Drop for Writer {
             .state
             .store(STATE_STOPPED, Ordering::Release);
         notify::wake_all(&self.seg);
-        if same_file(&self.path, &self.seg.file) {
-            let _ = std::fs::remove_file(&self.path);
+        // A heap-backed ring (unit tests) has no file and no name to remove.
+        if let Some(file) = self.seg.file() {
+            if same_file(&self.path, file) {
+                let _ = std::fs::remove_file(&self.path);
+            }
         }
     }
 }

@@ -47,8 +47,9 @@ use bytes::Bytes;
 use camring_bridge::quic::control::{
     Hello, Line, LineReader, ReadLine, MAX_SERVER_LINE, QUIC_VERSION,
 };
-use camring_bridge::quic::tls::{self, Identity, Trust};
+use camring_bridge::quic::tls::{self, Identity};
 use camring_bridge::quic::{QuicBridge, QuicConfig, QuicCounters};
+use camring_client::quic::tls::{client_crypto, parse_fingerprint, Trust};
 use camring_protocol::wire;
 use camring_shm::clock::now_ns;
 use camring_testkit::{self as kit, fmt_ns, median, Order, Table};
@@ -82,8 +83,8 @@ struct Params {
 
 /// The client transport of `camring view quic://`.
 fn client_config(fingerprint: &str) -> Result<quinn::ClientConfig> {
-    let pin = tls::parse_fingerprint(fingerprint)?;
-    let mut c = quinn::ClientConfig::new(tls::client_crypto(&Trust::Pinned(pin))?);
+    let pin = parse_fingerprint(fingerprint)?;
+    let mut c = quinn::ClientConfig::new(client_crypto(&Trust::Pinned(pin))?);
     let mut t = quinn::TransportConfig::default();
     t.max_concurrent_uni_streams(VarInt::from_u32(8))
         .stream_receive_window(VarInt::from_u32(8 << 20))
@@ -100,8 +101,7 @@ struct Conn {
 }
 
 async fn connect(addr: SocketAddr, config: &quinn::ClientConfig, hello: bool) -> Result<Conn> {
-    let mut endpoint =
-        camring_bridge::quic::client_endpoint(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let mut endpoint = camring_client::quic::endpoint(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     endpoint.set_default_client_config(config.clone());
     let conn = endpoint.connect(addr, "localhost")?.await?;
     let control = if hello {

@@ -7,7 +7,7 @@
 //! publish re-stamped (`capture_ns` = the time the publish starts). The bridges run in the
 //! same process on their own tokio runtime (2 worker threads named `udp-srv`, as `camring
 //! bridge udp` runs it) and read the ring like any reader. The client is
-//! `camring_bridge::udp::client::Client` (the one `camring view udp://` drives) on its own
+//! `camring_client::udp::Client` (the one `camring view udp://` drives) on its own
 //! thread over a blocking socket, parsing every whole message with
 //! `camring_protocol::wire::parse`; the bare sender's client reassembles with the same
 //! `Reassembler` (without subscribing: it sends one datagram so the sender learns its
@@ -39,8 +39,8 @@ use std::time::{Duration, Instant};
 
 use super::{range, rate_cells, JpegSource, Ring, Running, Timing};
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use camring_bridge::udp::client::{self, Client, ClientConfig, Event};
 use camring_bridge::udp::{CountersHandle, UdpBridge, UdpConfig};
+use camring_client::udp::{self as client, Client, ClientConfig, Event};
 use camring_protocol::udp::{
     Fragmenter, Reassembler, ReassemblerConfig, DEFAULT_MTU, FRAGMENT_HEADER_SIZE, MAX_MTU,
 };

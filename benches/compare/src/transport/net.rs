@@ -6,9 +6,9 @@
 //! 127.0.0.1 and an ephemeral port. The JPEG profiles are forwarded as they are (default
 //! quality); the raw profile is JPEG-encoded by the bridge, which is part of its cost.
 //!
-//! A consumer is a minimal real client on a current-thread runtime: tokio-tungstenite on
-//! `/ws`, quinn pinned to the certificate's fingerprint, or a UDP subscriber
-//! (`camring_bridge::udp::client`) with reassembly. Each whole message is parsed with
+//! A consumer is the real client `camring view` uses (`camring_client`), on a
+//! current-thread runtime: WebSocket on `/ws`, QUIC pinned to the certificate's
+//! fingerprint, or a UDP subscriber with reassembly. Each whole message is parsed with
 //! `camring_protocol::wire`; its header's frame number is the ring's (the stamp's
 //! `seq`), camera 0's `capture_ns` the stamp's capture time.
 //!
@@ -17,16 +17,17 @@
 //! the connection (QUIC keep-alives, UDP keepalives) on the calling thread, and keeps any
 //! message that arrives meanwhile for after `go`, so no frame goes unacknowledged.
 
-mod quic;
-mod udp;
-mod ws;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
+use camring_client::quic::{tls::Trust, QuicClient, QuicTarget};
+use camring_client::udp::{ClientConfig, UdpClient, RECV_BUFFER};
+use camring_client::ws::{WsClient, WsTarget};
+use camring_client::{Connect, ConnectFailure, Link, Received};
+use camring_protocol::control::SettingsUpdate;
 use camring_protocol::wire;
 use camring_protocol::PixelFormat;
 use tokio::runtime::Runtime;
@@ -41,8 +42,6 @@ const LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Ad
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a consumer may take to connect or subscribe.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a consumer waits for its goodbye to reach the bridge.
-const CLOSE_TIMEOUT: Duration = Duration::from_millis(300);
 
 /// Separates the address from the certificate's fingerprint in a QUIC endpoint.
 const FINGERPRINT: &str = "#sha256=";
@@ -112,16 +111,6 @@ pub fn source(ctx: &mut SourceCtx) -> Result<()> {
     }
 }
 
-/// A consumer's connection to a bridge.
-trait Link {
-    /// The next whole binary message; `None` once the bridge ended the connection.
-    /// Cancel-safe (it is raced against `go` and against the window's end).
-    fn recv(&mut self) -> impl Future<Output = Result<Option<Bytes>>>;
-
-    /// Says goodbye to the bridge (as a real client leaving does).
-    fn close(self) -> impl Future<Output = ()>;
-}
-
 /// A consumer: connects, then receives until the window is over.
 pub fn sink(ctx: &mut SinkCtx) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -130,23 +119,60 @@ pub fn sink(ctx: &mut SinkCtx) -> Result<()> {
         .context("starting the consumer's runtime")?;
     let endpoint = ctx.endpoint().to_owned();
     let connect = |what: &str| format!("connecting to the {what} bridge at {endpoint}");
+    let none = SettingsUpdate::default();
     match ctx.spec().transport {
         Transport::Ws => {
+            let target = WsTarget::new(&format!("ws://{endpoint}"), None, &none)
+                .map_err(anyhow::Error::msg)?;
+            let mut client = WsClient {
+                target,
+                rcvbuf: None,
+            };
             let link = rt
-                .block_on(timed(ws::Ws::connect(&endpoint)))
+                .block_on(timed(async {
+                    let mut link = open(&mut client).await?;
+                    first_state(&mut link).await?;
+                    Ok(link)
+                }))
                 .with_context(|| connect("WebSocket"))?;
             drive(ctx, &rt, link)
         }
         Transport::Quic => {
+            let (addr, pin) = endpoint
+                .split_once(FINGERPRINT)
+                .ok_or_else(|| anyhow!("no {FINGERPRINT} in {endpoint:?}"))?;
+            let target = QuicTarget::new(&format!("quic://{addr}"), None, &none)
+                .map_err(anyhow::Error::msg)?;
+            let pin = camring_client::quic::tls::parse_fingerprint(pin)?;
+            let mut client = QuicClient::new(target, &Trust::Pinned(pin))?;
             let link = rt
-                .block_on(timed(quic::Quic::connect(&endpoint)))
+                .block_on(timed(async {
+                    let mut link = open(&mut client).await?;
+                    first_state(&mut link).await?;
+                    Ok(link)
+                }))
                 .with_context(|| connect("QUIC"))?;
             drive(ctx, &rt, link)
         }
         Transport::Udp => {
+            let server: SocketAddr = endpoint.parse().context("the bridge's address")?;
+            let url = format!("udp://{endpoint}");
+            let mut client = UdpClient::start(server, url, ClientConfig::default(), RECV_BUFFER)?;
             let link = rt
-                .block_on(timed(udp::Udp::connect(&endpoint)))
+                .block_on(timed(async {
+                    // `full` is retried (within the timeout); nothing else comes first.
+                    loop {
+                        match client.connect().await {
+                            Ok(link) => return Ok(link),
+                            Err(e) if e.permanent() || e.unreachable() => {
+                                bail!("{}", e.describe())
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }))
                 .with_context(|| connect("UDP"))?;
+            // (`client` lives on to the end: its thread is the subscription.)
             drive(ctx, &rt, link)
         }
         other => bail!("{other} is not a network adapter"),
@@ -158,6 +184,35 @@ async fn timed<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
     tokio::time::timeout(CONNECT_TIMEOUT, f)
         .await
         .map_err(|_| anyhow!("no connection within {CONNECT_TIMEOUT:?}"))?
+}
+
+/// One connection of `client`.
+async fn open<C: Connect>(client: &mut C) -> Result<C::Link> {
+    client
+        .connect()
+        .await
+        .map_err(|e| anyhow!("{}", e.describe()))
+}
+
+/// Waits for the bridge's first `state`: it is sent once the connection is registered for
+/// frames.
+async fn first_state(link: &mut impl Link) -> Result<()> {
+    loop {
+        match link.recv().await.map_err(anyhow::Error::msg)? {
+            Received::Text(t) if t.contains("\"state\"") => return Ok(()),
+            Received::Text(_) | Received::Message { .. } => {}
+        }
+    }
+}
+
+/// The next binary message of `link` (the JSON side messages are read and ignored).
+/// Cancel-safe, as [`Link::recv`].
+async fn next_message(link: &mut impl Link) -> Result<Bytes> {
+    loop {
+        if let Received::Message { data, .. } = link.recv().await.map_err(anyhow::Error::msg)? {
+            return Ok(data);
+        }
+    }
 }
 
 /// Says `ready`, waits for `go` while serving the connection, then receives until the
@@ -176,13 +231,8 @@ fn drive(ctx: &mut SinkCtx, rt: &Runtime, mut link: impl Link) -> Result<()> {
             loop {
                 tokio::select! {
                     _ = &mut went => break,
-                    m = link.recv() => match m {
-                        Ok(Some(m)) => early.push(m),
-                        Ok(None) => {
-                            lost = Some(anyhow!("the bridge closed the connection before go"));
-                            let _ = (&mut went).await;
-                            break;
-                        }
+                    m = next_message(&mut link) => match m {
+                        Ok(m) => early.push(m),
                         Err(e) => {
                             lost = Some(e);
                             let _ = (&mut went).await;
@@ -212,15 +262,13 @@ fn drive(ctx: &mut SinkCtx, rt: &Runtime, mut link: impl Link) -> Result<()> {
             if left.is_zero() {
                 return Ok(());
             }
-            match tokio::time::timeout(left, link.recv()).await {
+            match tokio::time::timeout(left, next_message(&mut link)).await {
                 Err(_) => return Ok(()),
-                Ok(Ok(Some(m))) => {
+                Ok(Ok(m)) => {
                     if !check.message(ctx, &m) {
                         return Ok(());
                     }
                 }
-                Ok(Ok(None)) if ctx.done() => return Ok(()),
-                Ok(Ok(None)) => bail!("the bridge closed the connection inside the window"),
                 Ok(Err(_)) if ctx.done() => return Ok(()),
                 Ok(Err(e)) => return Err(e.context("inside the window")),
             }

@@ -1,230 +1,16 @@
-//! MJPEG over HTTP without IO: the `multipart/x-mixed-replace` part parser, the
-//! `Content-Type` boundary, and a cheap structural JPEG check.
-//!
-//! [`Parser`] is fed the response body as it arrives, split anywhere, and hands back
-//! complete parts. It reads a part's body by its `Content-Length` when the part has one
-//! (no scanning) and otherwise scans for the next delimiter. It holds at most one part
-//! (up to the `max_len` it was given) plus one header block ([`MAX_HEADER_LEN`]), whatever
-//! the server sends: larger parts are skipped without being buffered, and bytes that fit
-//! no part are skipped until the next delimiter.
-//!
-//! What real servers send and the parser accepts:
-//!
-//! * a delimiter before every part (`--B` after a blank line, as ESP32-CAM and
-//!   mjpg-streamer write it) or only between parts, with or without the CR of CRLF;
-//! * a declared boundary that already starts with `--` (`boundary=--B`) and lines written
-//!   either as `--B` or as `----B`: leading dashes of the boundary are not significant;
-//! * no boundary in the `Content-Type` at all: the first line starting with `--` declares
-//!   it;
-//! * parts with and without `Content-Length`, with any extra headers, or with no header
-//!   block at all (the JPEG straight after the delimiter line);
-//! * transport padding after the delimiter, and a close delimiter (`--B--`).
-//!
-//! A part without `Content-Length` normally ends at the next delimiter, which many servers
-//! only send with the next frame. So that such a part is not held back a whole frame
-//! interval, it also ends when a read ends right after a structurally complete JPEG
-//! ([`check_jpeg`]): after the scan header, the bytes `FF D9` can only be the end of the
-//! image.
-//!
-//! Calling order: [`Parser::push`] each chunk of the body, calling it again with the rest
-//! while it returns an event; at the end of the stream (closed or stalled),
-//! [`Parser::finish`].
+//! The sans-IO `multipart/x-mixed-replace` state machine (see the [module docs](super)).
 
-pub use camring_jpeg::markers::{check_jpeg, JpegCheckError, JpegInfo};
-use camring_jpeg::markers::{walk, Walk};
-use std::fmt;
+use camring_jpeg::markers::{walk, JpegCheckError, Walk};
 
-/// Longest header block of one part accepted; a longer one drops the part.
-pub const MAX_HEADER_LEN: usize = 8 * 1024;
-/// Longest boundary accepted (RFC 2046 allows 70 characters).
-pub const MAX_BOUNDARY_LEN: usize = 200;
+use super::content_type::normalise_boundary;
+use super::part::{Dropped, Event, ParserStats, Part};
+use super::scan::{find, header, header_end};
+use super::{MAX_BOUNDARY_LEN, MAX_HEADER_LEN};
+
 /// Longest delimiter line (boundary plus padding) before the parser gives up on it.
 const MAX_DELIMITER_LINE: usize = MAX_BOUNDARY_LEN + 64;
 /// Bytes examined at a time while looking for a delimiter.
 const SEEK_WINDOW: usize = 4096;
-
-/// Why a `Content-Type` is not one this parser reads.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ContentTypeError {
-    /// Not a multipart type. Carries the media type that was given.
-    #[error("content type {0:?} is not an MJPEG stream (expected multipart/x-mixed-replace){hint}",
-        hint = if .0.to_ascii_lowercase().starts_with("image/") {
-            "; a single image: is this the snapshot URL rather than the stream's?"
-        } else {
-            ""
-        })]
-    NotMultipart(String),
-    /// The boundary parameter is empty, too long or has control characters.
-    #[error("unusable multipart boundary {0:?}")]
-    BadBoundary(String),
-}
-
-/// The boundary of a `multipart/*` `Content-Type` value, without leading dashes:
-/// `Ok(None)` when the parameter is missing (the [`Parser`] then learns it from the first
-/// delimiter line). Quoted and unquoted values are accepted.
-pub fn boundary_from_content_type(value: &str) -> Result<Option<String>, ContentTypeError> {
-    let (media, params) = value.split_once(';').unwrap_or((value, ""));
-    let media = media.trim();
-    if !media.to_ascii_lowercase().starts_with("multipart/") {
-        return Err(ContentTypeError::NotMultipart(media.to_owned()));
-    }
-    for (name, raw) in parameters(params) {
-        if name.eq_ignore_ascii_case("boundary") {
-            return match normalise_boundary(&raw) {
-                Some(token) => Ok(Some(token)),
-                None => Err(ContentTypeError::BadBoundary(raw)),
-            };
-        }
-    }
-    Ok(None)
-}
-
-/// `name=value` parameters of a header value (after its first `;`), values unquoted.
-fn parameters(s: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        // Name, up to '=' or ';'.
-        let mut name = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c == ';' {
-                break;
-            }
-            name.push(c);
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'=') {
-            chars.next();
-            while chars.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
-                chars.next();
-            }
-            if chars.peek() == Some(&'"') {
-                chars.next();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' => value.extend(chars.next()),
-                        c => value.push(c),
-                    }
-                }
-                // Anything between the closing quote and ';' is ignored.
-                while chars.peek().is_some_and(|c| *c != ';') {
-                    chars.next();
-                }
-            } else {
-                while let Some(&c) = chars.peek() {
-                    if c == ';' {
-                        break;
-                    }
-                    value.push(c);
-                    chars.next();
-                }
-                value = value.trim().to_owned();
-            }
-        }
-        let name = name.trim();
-        if !name.is_empty() {
-            out.push((name.to_owned(), value));
-        }
-        if chars.next().is_none() {
-            return out;
-        }
-    }
-}
-
-/// A boundary without its leading dashes and surrounding blanks, if usable.
-fn normalise_boundary(raw: &str) -> Option<String> {
-    let token = raw.trim().trim_start_matches('-').trim_end();
-    let ok = !token.is_empty()
-        && token.len() <= MAX_BOUNDARY_LEN
-        && !token.bytes().any(|b| b < 0x20 || b == 0x7f);
-    ok.then(|| token.to_owned())
-}
-
-/// A complete part, borrowed from the parser until the next call.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Part<'a> {
-    /// The raw header block (lines without the blank line ending it); may be empty.
-    pub headers: &'a [u8],
-    /// The body: exactly `Content-Length` bytes when the part had one; otherwise the
-    /// bytes up to the next delimiter without the line break before it.
-    pub body: &'a [u8],
-}
-
-impl<'a> Part<'a> {
-    /// The value of header `name` (case-insensitive), trimmed; the first if repeated.
-    pub fn header(&self, name: &str) -> Option<&'a str> {
-        header(self.headers, name)
-    }
-
-    /// The part's `Content-Length`, if it had a valid one.
-    pub fn content_length(&self) -> Option<usize> {
-        self.header("content-length")?.parse().ok()
-    }
-}
-
-impl fmt::Debug for Part<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Part")
-            .field("headers", &String::from_utf8_lossy(self.headers))
-            .field("body_len", &self.body.len())
-            .finish()
-    }
-}
-
-fn header<'a>(block: &'a [u8], name: &str) -> Option<&'a str> {
-    block.split(|&b| b == b'\n').find_map(|line| {
-        let colon = line.iter().position(|&b| b == b':')?;
-        let (n, v) = (&line[..colon], &line[colon + 1..]);
-        if !n.trim_ascii().eq_ignore_ascii_case(name.as_bytes()) {
-            return None;
-        }
-        std::str::from_utf8(v.trim_ascii()).ok()
-    })
-}
-
-/// Why a part was dropped by the parser (each is a part the server sent that will not
-/// be delivered).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Dropped {
-    /// The body is longer than the parser's `max_len`: `len` is its `Content-Length`, or
-    /// the bytes seen when the limit was passed.
-    #[error("part of {len} bytes is larger than the limit")]
-    TooLarge {
-        /// Declared or observed length.
-        len: usize,
-    },
-    /// The header block is longer than [`MAX_HEADER_LEN`].
-    #[error("part headers longer than {MAX_HEADER_LEN} bytes")]
-    HeadersTooLarge,
-    /// The stream ended inside the part's headers or inside a body of known length.
-    #[error("stream ended inside a part")]
-    Truncated,
-}
-
-/// What [`Parser::push`] reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event<'a> {
-    /// A part began: its delimiter line was read (its first byte arrives now).
-    Begin,
-    /// A complete part.
-    Part(Part<'a>),
-    /// A part was dropped.
-    Dropped(Dropped),
-}
-
-/// Counters of one parser.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ParserStats {
-    /// Complete parts delivered.
-    pub parts: u64,
-    /// Parts dropped (any [`Dropped`] reason).
-    pub dropped: u64,
-    /// Bytes skipped outside any part (preamble and epilogue included), not counting line
-    /// breaks, blanks and dashes: a sign of a lying `Content-Length` or a garbled stream.
-    pub garbage: u64,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -256,7 +42,7 @@ enum Out {
     Dropped(Dropped),
 }
 
-/// The sans-IO `multipart/x-mixed-replace` parser. See the [module docs](self).
+/// The sans-IO `multipart/x-mixed-replace` parser. See the [module docs](super).
 #[derive(Debug)]
 pub struct Parser {
     /// `--` and the boundary; empty until learnt.
@@ -663,49 +449,11 @@ impl Parser {
     }
 }
 
-/// The end of a header block in `head`, searching for line ends from `from`:
-/// `(end of the last header line, end of the blank line)`.
-fn header_end(head: &[u8], from: usize) -> Option<(usize, usize)> {
-    let mut i = from;
-    while let Some(k) = head[i..].iter().position(|&b| b == b'\n') {
-        let nl = i + k;
-        let blank_from = match nl {
-            0 => Some(0),
-            1 if head[0] == b'\r' => Some(0),
-            _ if head[nl - 1] == b'\n' => Some(nl - 1),
-            _ if nl >= 2 && head[nl - 1] == b'\r' && head[nl - 2] == b'\n' => Some(nl - 2),
-            _ => None,
-        };
-        if let Some(block_end) = blank_from {
-            return Some((block_end, nl + 1));
-        }
-        i = nl + 1;
-    }
-    None
-}
-
-/// The first occurrence of `needle` (which starts with `-`) in `hay`.
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    let n = needle.len();
-    let mut i = 0;
-    while i + n <= hay.len() {
-        i += hay[i..=hay.len() - n]
-            .iter()
-            .position(|&b| b == needle[0])?;
-        if hay[i..i + n] == *needle {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
-    use camring_protocol::pattern::{self, Geometry};
-    use camring_protocol::PixelFormat;
-
+    use super::super::check_jpeg;
     use super::*;
+    use crate::test_jpegs::{fake_jpeg, real_jpeg};
 
     /// What a parser reported, owned.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -759,32 +507,6 @@ mod tests {
             out.push(own(ev));
         }
         (out, p.stats())
-    }
-
-    /// Structurally valid little JPEGs: SOI, APP0, SOF0 (`w`×`h`), SOS, entropy-coded
-    /// bytes with stuffing, a restart marker and dashes, EOI.
-    fn fake_jpeg(w: u16, h: u16, n: u8) -> Vec<u8> {
-        let mut j = vec![0xFF, 0xD8];
-        j.extend([0xFF, 0xE0, 0, 7, b'J', b'F', b'I', b'F', 0]);
-        j.extend([0xFF, 0xC0, 0, 11, 8]);
-        j.extend(h.to_be_bytes());
-        j.extend(w.to_be_bytes());
-        j.extend([1, 1, 0x11, 0]);
-        j.extend([0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 0x3F, 0]);
-        j.extend([
-            n, 0xFF, 0x00, b'-', b'-', b'\r', b'\n', n, 0xFF, 0xD0, b'-', n,
-        ]);
-        j.extend([0xFF, 0xD9]);
-        j
-    }
-
-    fn real_jpeg(w: u32, h: u32, frame: u64) -> Vec<u8> {
-        let g = Geometry::new(PixelFormat::Rgb8, w, h, w as usize * 3).unwrap();
-        let mut rgb = vec![0; g.len()];
-        pattern::fill(&mut rgb, &g, 1, frame);
-        let mut enc = camring_jpeg::Encoder::new(80).unwrap();
-        enc.encode(&rgb, PixelFormat::Rgb8, w, h, w as usize * 3)
-            .unwrap()
     }
 
     fn jpegs() -> [Vec<u8>; 3] {
@@ -1157,102 +879,5 @@ mod tests {
         }
         assert!(p.buffered() <= MAX_DELIMITER_LINE + 1);
         assert_eq!(p.boundary(), None);
-    }
-
-    #[test]
-    fn boundaries_from_content_types() {
-        for (ct, want) in [
-            ("multipart/x-mixed-replace;boundary=frame", Some("frame")),
-            (
-                "multipart/x-mixed-replace; boundary=\"frame\"",
-                Some("frame"),
-            ),
-            (
-                "multipart/x-mixed-replace; boundary=--myboundary",
-                Some("myboundary"),
-            ),
-            (
-                "multipart/x-mixed-replace;boundary=\"--a;b\\\"c\"",
-                Some("a;b\"c"),
-            ),
-            (
-                "Multipart/X-Mixed-Replace ; charset=x ; BOUNDARY = 123 ",
-                Some("123"),
-            ),
-            ("multipart/x-mixed-replace", None),
-            ("multipart/mixed; boundary=x", Some("x")),
-        ] {
-            assert_eq!(
-                boundary_from_content_type(ct),
-                Ok(want.map(str::to_owned)),
-                "{ct}"
-            );
-        }
-        let e = boundary_from_content_type("text/html; charset=utf-8").unwrap_err();
-        assert_eq!(e, ContentTypeError::NotMultipart("text/html".into()));
-        assert!(e.to_string().contains("multipart/x-mixed-replace"));
-        let e = boundary_from_content_type("image/jpeg").unwrap_err();
-        assert!(e.to_string().contains("snapshot"), "{e}");
-        for bad in ["\"\"", "--", "a\u{1}b", &"x".repeat(300)] {
-            let ct = format!("multipart/x-mixed-replace;boundary={bad}");
-            assert!(
-                matches!(
-                    boundary_from_content_type(&ct),
-                    Err(ContentTypeError::BadBoundary(_))
-                ),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn jpeg_check_accepts_whole_jpegs_only() {
-        let j = real_jpeg(64, 32, 1);
-        let info = check_jpeg(&j).unwrap();
-        assert_eq!((info.width, info.height, info.len), (64, 32, j.len()));
-        let mut crlf = j.clone();
-        crlf.extend(b"\r\n\r\n");
-        assert_eq!(check_jpeg(&crlf), Ok(info));
-        for end in 0..j.len() {
-            assert!(check_jpeg(&j[..end]).is_err(), "prefix of {end} bytes");
-        }
-        assert_eq!(
-            check_jpeg(&fake_jpeg(7, 5, 0)).map(|i| (i.width, i.height)),
-            Ok((7, 5))
-        );
-        let corrupt = |at: usize, v: u8| {
-            let mut c = j.clone();
-            c[at] = v;
-            check_jpeg(&c)
-        };
-        assert_eq!(corrupt(0, 0), Err(JpegCheckError::NoStart));
-        assert_eq!(corrupt(j.len() - 1, 0), Err(JpegCheckError::NoEnd));
-        assert!(matches!(corrupt(2, 0), Err(JpegCheckError::BadSegment(2))));
-        // A segment length running into the image data and past the end.
-        assert!(matches!(
-            corrupt(4, 0xFF),
-            Err(JpegCheckError::BadSegment(_))
-        ));
-        // Zero size.
-        let mut zero = fake_jpeg(7, 5, 0);
-        zero[16] = 0;
-        zero[17] = 0;
-        assert_eq!(check_jpeg(&zero), Err(JpegCheckError::NoFrame));
-        // No frame header at all.
-        let no_sof = [0xFF, 0xD8, 0xFF, 0xDA, 0, 2, 1, 2, 0xFF, 0xD9];
-        assert_eq!(check_jpeg(&no_sof), Err(JpegCheckError::NoFrame));
-        for junk in [&b""[..], b"\xFF", b"\xFF\xD8", b"\xFF\xD8\xFF\xD9", b"\r\n"] {
-            assert!(check_jpeg(junk).is_err());
-        }
-        let mut rng = fastrand::Rng::with_seed(1);
-        for _ in 0..20_000 {
-            let mut c = j.clone();
-            for _ in 0..rng.usize(1..4) {
-                let i = rng.usize(0..c.len());
-                c[i] = rng.u8(..);
-            }
-            c.truncate(rng.usize(0..=c.len()));
-            let _ = check_jpeg(&c);
-        }
     }
 }
