@@ -1,21 +1,18 @@
 //! One measured cell: a sender child process and one child per consumer, driven through
-//! the line protocol of [`crate::ctx`], with a deadline on every step. Whatever happens
+//! the line protocol of [`crate::ctx`] (camring-testkit's [`Child`]), with a deadline on
+//! every step. Whatever happens
 //! (an error, a timeout, Ctrl-C), the children are killed and waited for, and the cell's
 //! ring and directory are removed.
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use camring_shm::clock::now_ns;
+use camring_testkit::{clip, Child, RingGuard};
 
 use crate::ctx::{DirGuard, SinkReport, SourceReport, Spec};
 use crate::profile::{Profile, Rate, Transport};
@@ -26,8 +23,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const REPORT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a child may take to exit once it reported.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Lines of a child's stderr kept for error messages.
-const STDERR_LINES: usize = 12;
 /// How often a wait checks for Ctrl-C.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -143,7 +138,7 @@ pub fn run(setup: &Setup, cell: Cell, n: usize) -> Result<CellReport> {
 /// The steps of a cell, each with a deadline.
 fn drive(setup: &Setup, spec: &Spec, children: &mut Children) -> Result<CellReport> {
     let sender = children.spawn(setup, "source", spec, "sender")?;
-    let endpoint = sender.expect(setup, "ready", Instant::now() + READY_TIMEOUT)?;
+    let endpoint = sender.expect("ready", Instant::now() + READY_TIMEOUT, &setup.interrupted)?;
     let hosted = spec.transport == Transport::Memcpy;
     if !hosted {
         for index in 0..spec.consumers {
@@ -154,7 +149,7 @@ fn drive(setup: &Setup, spec: &Spec, children: &mut Children) -> Result<CellRepo
         }
         let deadline = Instant::now() + READY_TIMEOUT;
         for c in children.consumers() {
-            c.expect(setup, "ready", deadline)?;
+            c.expect("ready", deadline, &setup.interrupted)?;
         }
     }
     let start = now_ns() + setup.warmup.as_nanos() as u64;
@@ -165,8 +160,8 @@ fn drive(setup: &Setup, spec: &Spec, children: &mut Children) -> Result<CellRepo
     let deadline = Instant::now() + setup.warmup + setup.window + REPORT_TIMEOUT;
     let mut sinks = Vec::new();
     for c in children.consumers() {
-        let line = c.expect(setup, "report", deadline)?;
-        sinks.push(parse::<SinkReport>(&line).with_context(|| format!("{}'s report", c.what))?);
+        let line = c.expect("report", deadline, &setup.interrupted)?;
+        sinks.push(parse::<SinkReport>(&line).with_context(|| format!("{}'s report", c.what()))?);
     }
     // The sender sends until `stop`: not before the window's end (memcpy has no
     // consumer reports to wait for).
@@ -174,9 +169,9 @@ fn drive(setup: &Setup, spec: &Spec, children: &mut Children) -> Result<CellRepo
     let sender = children.sender()?;
     sender.send("stop")?;
     let line = sender.expect(
-        setup,
         "report",
         deadline.max(Instant::now() + REPORT_TIMEOUT),
+        &setup.interrupted,
     )?;
     let mut source = parse::<SourceReport>(&line).context("the sender's report")?;
     if hosted {
@@ -193,14 +188,6 @@ fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
     serde_json::from_str(json).with_context(|| format!("bad report {:?}", clip(json)))
 }
 
-/// At most 200 characters of a child's line, for error messages.
-fn clip(s: &str) -> String {
-    match s.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
-}
-
 /// Creates the cell's directory, owner-only.
 fn create_private_dir(dir: PathBuf) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
@@ -210,44 +197,33 @@ fn create_private_dir(dir: PathBuf) -> Result<()> {
         .with_context(|| format!("creating {}", dir.display()))
 }
 
-/// Removes the ring's segment if a sender left it behind (killed before it could).
-#[derive(Debug)]
-struct RingGuard(String);
-
-impl Drop for RingGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(camring_shm::path_of(&self.0));
-    }
-}
-
 /// The children of a cell: the sender first, then the consumers. Dropping kills any still
 /// running.
 #[derive(Debug, Default)]
-struct Children(Vec<ChildProc>);
+struct Children(Vec<Child>);
 
 impl Children {
     /// Starts `camring bench-child ROLE SPEC`.
-    fn spawn(
-        &mut self,
-        setup: &Setup,
-        role: &str,
-        spec: &Spec,
-        what: &str,
-    ) -> Result<&mut ChildProc> {
-        let c = ChildProc::spawn(&setup.child, role, spec, what)?;
-        self.0.push(c);
+    fn spawn(&mut self, setup: &Setup, role: &str, spec: &Spec, what: &str) -> Result<&mut Child> {
+        let (program, args) = setup.child.split_first().context("empty child command")?;
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .arg(role)
+            .arg(serde_json::to_string(spec)?);
+        self.0.push(Child::spawn(command, what)?);
         Ok(self.0.last_mut().expect("just pushed"))
     }
 
-    fn all(&mut self) -> impl Iterator<Item = &mut ChildProc> {
+    fn all(&mut self) -> impl Iterator<Item = &mut Child> {
         self.0.iter_mut()
     }
 
-    fn sender(&mut self) -> Result<&mut ChildProc> {
+    fn sender(&mut self) -> Result<&mut Child> {
         self.0.first_mut().context("no sender")
     }
 
-    fn consumers(&mut self) -> impl Iterator<Item = &mut ChildProc> {
+    fn consumers(&mut self) -> impl Iterator<Item = &mut Child> {
         self.0.iter_mut().skip(1)
     }
 
@@ -275,216 +251,13 @@ impl Children {
 
     /// The end of every child's stderr, for an error message ("" when all were quiet).
     fn stderr_tails(&self) -> String {
-        let mut s = String::new();
-        for c in &self.0 {
-            let tail = c.stderr_tail();
-            if !tail.is_empty() {
-                s.push_str(&format!("\n  {} stderr: {}", c.what, tail.join("\n    ")));
-            }
-        }
-        s
+        self.0.iter().map(Child::stderr_note).collect()
     }
-}
-
-/// A child process: its stdin, its stdout lines through a channel (read on a thread, so
-/// every wait has a deadline), the last lines of its stderr.
-#[derive(Debug)]
-struct ChildProc {
-    what: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    stderr: Arc<Mutex<VecDeque<String>>>,
-    stderr_thread: Option<JoinHandle<()>>,
-    exited: bool,
-}
-
-impl ChildProc {
-    /// Starts the child in its own process group (Ctrl-C reaches the runner only, which
-    /// stops the children itself; a kill reaches anything the child started).
-    fn spawn(command: &[String], role: &str, spec: &Spec, what: &str) -> Result<ChildProc> {
-        let (program, args) = command.split_first().context("empty child command")?;
-        let mut child = Command::new(program)
-            .args(args)
-            .arg(role)
-            .arg(serde_json::to_string(spec)?)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("starting the {what} ({program})"))?;
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().context("child stdout")?;
-        std::thread::Builder::new()
-            .name("bench-child-out".into())
-            .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            })?;
-        let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        let stderr_thread = spawn_stderr_reader(&mut child, Arc::clone(&stderr))?;
-        Ok(ChildProc {
-            what: what.to_owned(),
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            stderr,
-            stderr_thread: Some(stderr_thread),
-            exited: false,
-        })
-    }
-
-    /// Sends one line.
-    fn send(&mut self, line: &str) -> Result<()> {
-        let stdin = self.stdin.as_mut().context("stdin closed")?;
-        writeln!(stdin, "{line}")
-            .and_then(|()| stdin.flush())
-            .with_context(|| format!("telling the {} {line:?}", self.what))
-    }
-
-    /// Waits until `deadline` for a line `WORD REST` and returns `REST`; any other line,
-    /// the child's exit or Ctrl-C is an error.
-    fn expect(&mut self, setup: &Setup, word: &str, deadline: Instant) -> Result<String> {
-        loop {
-            setup.check_interrupted()?;
-            let now = Instant::now();
-            if now >= deadline {
-                bail!("the {} did not say `{word}` in time", self.what);
-            }
-            match self.lines.recv_timeout((deadline - now).min(POLL)) {
-                Ok(line) => {
-                    let (first, rest) = line.split_once(' ').unwrap_or((&line, ""));
-                    if first != word {
-                        bail!(
-                            "the {} said {:?}, expected `{word}`",
-                            self.what,
-                            clip(&line)
-                        );
-                    }
-                    return Ok(rest.trim().to_owned());
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.wait(Instant::now() + Duration::from_secs(1));
-                    bail!(
-                        "the {} exited before saying `{word}` ({})",
-                        self.what,
-                        status
-                            .err()
-                            .map_or("exit status 0".into(), |e| format!("{e:#}"))
-                    );
-                }
-            }
-        }
-    }
-
-    /// Waits until `deadline` for the child to exit successfully; kills it if it does not.
-    fn wait(&mut self, deadline: Instant) -> Result<()> {
-        self.stdin = None;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                self.exited = true;
-                self.join_stderr();
-                if !status.success() {
-                    bail!("the {} failed: {status}", self.what);
-                }
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                bail!("the {} did not exit in time (killed)", self.what);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Kills the child's process group and waits for the child.
-    fn kill(&mut self) {
-        self.stdin = None;
-        if !self.exited {
-            if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-            self.exited = true;
-        }
-        self.join_stderr();
-    }
-
-    /// Waits (briefly) for the stderr reader to see the end of the pipe.
-    fn join_stderr(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while self
-            .stderr_thread
-            .as_ref()
-            .is_some_and(|t| !t.is_finished())
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if self
-            .stderr_thread
-            .as_ref()
-            .is_some_and(JoinHandle::is_finished)
-        {
-            let _ = self.stderr_thread.take().map(JoinHandle::join);
-        }
-    }
-
-    /// The last lines the child wrote to stderr.
-    fn stderr_tail(&self) -> Vec<String> {
-        self.stderr
-            .lock()
-            .map(|t| t.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for ChildProc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Keeps the last [`STDERR_LINES`] lines of the child's stderr in `tail`.
-fn spawn_stderr_reader(
-    child: &mut Child,
-    tail: Arc<Mutex<VecDeque<String>>>,
-) -> Result<JoinHandle<()>> {
-    let stderr = child.stderr.take().context("child stderr")?;
-    Ok(std::thread::Builder::new()
-        .name("bench-child-err".into())
-        .spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(mut t) = tail.lock() {
-                    if t.len() == STDERR_LINES {
-                        t.pop_front();
-                    }
-                    t.push_back(clip(&line));
-                }
-            }
-        })?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clip_keeps_short_lines_and_cuts_long_ones() {
-        assert_eq!(clip("ready x"), "ready x");
-        let long = "é".repeat(300);
-        let c = clip(&long);
-        assert_eq!(c.chars().count(), 201);
-        assert!(c.ends_with('…'));
-    }
 
     fn setup(script: &str) -> Setup {
         Setup {

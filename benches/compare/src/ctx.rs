@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use camring_shm::clock::now_ns;
+use camring_testkit::{buckets, histogram, process_cpu_ns};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -119,17 +120,6 @@ pub struct SinkReport {
     pub cpu_ns: u64,
     /// Capture → receive latency histogram, nanoseconds, as `[value, count]` pairs.
     pub latency_ns: Vec<[u64; 2]>,
-}
-
-/// A histogram for latencies in nanoseconds, 1 ns to 100 s, 3 significant digits.
-pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid histogram bounds")
-}
-
-/// CPU time of the whole process, nanoseconds.
-pub fn process_cpu_ns() -> u64 {
-    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The window and a thread that reads the process's CPU time at its start and end.
@@ -242,11 +232,7 @@ impl Recorder {
         }
         self.report.window_ns = window.end - window.start;
         self.report.cpu_ns = cpu_ns;
-        self.report.latency_ns = self
-            .hist
-            .iter_recorded()
-            .map(|v| [v.value_iterated_to(), v.count_at_value()])
-            .collect();
+        self.report.latency_ns = buckets(&self.hist);
         self.report
     }
 }

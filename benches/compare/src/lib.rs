@@ -10,7 +10,10 @@
 //! - [`runner`]: the matrix of cells and interleaved rounds.
 //! - [`cell`]: one cell's children, driven with deadlines, cleaned up whatever happens.
 //! - [`report`]: the figures, as JSON and Markdown tables; [`plot`]: as an SVG.
+//! - [`adapters`]: the network adapters against bare senders of the same bytes, run by
+//!   this crate's `[[bench]]` targets (`cargo bench -p camring-bench --bench ws`).
 
+pub mod adapters;
 pub mod cell;
 pub mod ctx;
 pub mod plot;

@@ -4,11 +4,11 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
+use camring_testkit::{add_buckets, histogram};
 use hdrhistogram::Histogram;
 use serde::{Serialize, Serializer};
 
 use crate::cell::{Cell, CellReport};
-use crate::ctx::histogram;
 use crate::profile::{Profile, Rate, Transport};
 
 /// What one cell reported, summed over the rounds.
@@ -55,11 +55,7 @@ impl Acc {
     /// Adds one round's reports (latency histograms merged from their `[value, count]`).
     pub fn add(&mut self, r: &CellReport) -> Result<()> {
         for s in &r.sinks {
-            for &[value, count] in &s.latency_ns {
-                self.hist
-                    .record_n(value.max(1), count)
-                    .with_context(|| format!("latency {value} ns out of range"))?;
-            }
+            add_buckets(&mut self.hist, &s.latency_ns).context("merging latencies")?;
             self.frames += s.frames;
             self.bytes += s.bytes;
             self.dropped += s.dropped;
@@ -265,48 +261,8 @@ pub fn results(accs: &[Acc]) -> Vec<CellResult> {
     results
 }
 
-/// The machine the figures come from.
-#[derive(Debug, Clone, Serialize)]
-pub struct Machine {
-    /// Logical CPUs.
-    pub cores: usize,
-    /// The CPU model (/proc/cpuinfo).
-    pub cpu: String,
-    /// The kernel release.
-    pub kernel: String,
-}
-
-impl Machine {
-    /// This machine.
-    pub fn this() -> Machine {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                (k.trim() == "model name").then(|| v.trim().to_owned())
-            })
-            .unwrap_or_else(|| "unknown CPU".into());
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|_| "unknown".into());
-        Machine {
-            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu,
-            kernel,
-        }
-    }
-}
-
-impl std::fmt::Display for Machine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} cores, {}, Linux {}",
-            self.cores, self.cpu, self.kernel
-        )
-    }
-}
+/// The machine the figures come from (`cores`, `cpu`, `kernel` in the JSON).
+pub use camring_testkit::Machine;
 
 /// Everything `--json` writes.
 #[derive(Debug, Clone, Serialize)]

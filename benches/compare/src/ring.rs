@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 use camring_protocol::layout::{CameraEntry, CameraLayout};
-use camring_shm::{RingConfig, Writer};
+use camring_shm::{RingConfig, SlotLoan, Writer};
 
 use crate::ctx::Stamp;
 use crate::profile::{Frames, Rate};
@@ -49,22 +49,37 @@ impl RingSource {
         if loan.frame() != stamp.seq {
             bail!("ring frame {} for stamp {}", loan.frame(), stamp.seq);
         }
-        for (cam, image) in frames.images.iter().enumerate() {
-            let entry = CameraEntry {
-                camera_id: cam as u32,
-                format: frames.format.code(),
-                width: frames.width,
-                height: frames.height,
-                stride: frames.stride,
-                capture_ns: stamp.capture_ns,
-                sequence: stamp.seq,
-                ..CameraEntry::default()
-            };
-            loan.push_camera(entry, image.len())?.copy_from_slice(image);
-        }
+        let entry = CameraEntry {
+            format: frames.format.code(),
+            width: frames.width,
+            height: frames.height,
+            stride: frames.stride,
+            ..CameraEntry::default()
+        };
+        push_images(&mut loan, entry, &frames.images, stamp)?;
         loan.commit(stamp.capture_ns, 0)?;
         Ok(())
     }
+}
+
+/// Copies `images` into `loan`, camera by camera, each with `entry`'s format and size,
+/// numbered and captured as `stamp` says.
+pub fn push_images(
+    loan: &mut SlotLoan<'_>,
+    entry: CameraEntry,
+    images: &[Vec<u8>],
+    stamp: Stamp,
+) -> Result<()> {
+    for (cam, image) in images.iter().enumerate() {
+        let entry = CameraEntry {
+            camera_id: cam as u32,
+            capture_ns: stamp.capture_ns,
+            sequence: stamp.seq,
+            ..entry
+        };
+        loan.push_camera(entry, image.len())?.copy_from_slice(image);
+    }
+    Ok(())
 }
 
 impl Drop for RingSource {

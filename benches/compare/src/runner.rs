@@ -6,11 +6,10 @@
 //! Figures accumulate per cell over the rounds.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use camring_testkit::Order;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cell::{self, Cell, Setup};
@@ -129,7 +128,8 @@ pub fn run(opts: &Options) -> Result<()> {
         child: opts.child.clone(),
         warmup: plan.warmup,
         window: plan.window,
-        interrupted: interrupt_flag()?,
+        // Raised by SIGINT or SIGTERM (a second one ends the process at once).
+        interrupted: camring_testkit::interrupt_flag()?,
     };
     let accs = measure(&plan, &setup)?;
     let doc = Document {
@@ -166,23 +166,13 @@ pub fn run(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// A flag raised by SIGINT or SIGTERM (a second one ends the process at once).
-fn interrupt_flag() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag))?;
-        signal_hook::flag::register(sig, Arc::clone(&flag))?;
-    }
-    Ok(flag)
-}
-
 /// Runs every round of every cell; a failed cell is recorded and the run goes on. Only an
 /// interruption stops it.
 fn measure(plan: &Plan, setup: &Setup) -> Result<Vec<Acc>> {
     let cells = plan.cells();
     let mut accs: Vec<Acc> = cells.iter().map(|c| Acc::new(*c)).collect();
     let bar = progress_bar(cells.len() as u64 * u64::from(plan.rounds));
-    let mut rng = fastrand::Rng::with_seed(SEED);
+    let mut rng = Order::new(SEED);
     let mut n = 0;
     for round in 0..plan.rounds {
         for (profile, rate, consumers) in plan.groups() {
@@ -322,7 +312,7 @@ mod tests {
     #[test]
     fn the_order_is_shuffled_but_repeats() {
         let order = || {
-            let mut rng = fastrand::Rng::with_seed(SEED);
+            let mut rng = Order::new(SEED);
             (0..4)
                 .map(|_| {
                     let mut v = Transport::ALL.to_vec();

@@ -1,10 +1,36 @@
 //! What camring's tests and benchmarks share, so that it is written once: unique ring
-//! names, the guard that removes a ring's segment whatever the test did, the median.
+//! names, the guard that removes a ring's segment whatever the test did, the median, and
+//! the benchmarks' measuring kit:
+//!
+//! - [`Run`], [`full_run`]: `cargo bench` passes `--bench` to every bench binary; `cargo test
+//!   --all-targets` runs them with no arguments, and each bench then runs a smoke version
+//!   of itself in well under two seconds, asserting nothing about timing.
+//! - [`Child`], [`Helpers`]: child processes (a bench binary re-executed as a helper, or
+//!   `camring bench-child`) talking in lines, every wait with a deadline, killed and
+//!   reaped whatever happens.
+//! - [`histogram`], [`record`], [`buckets`], [`quantiles`], [`spread`]: hdrhistograms of nanoseconds
+//!   and how they travel between processes; [`Table`] and [`fmt_ns`]: Markdown tables.
+//! - [`Machine`], [`process_cpu_ns`], [`thread_cpu_ns`], [`minor_faults`],
+//!   [`context_switches`], [`machine_busy_ns`]: where and at what cost; [`Order`]: the seeded shuffle of interleaved variants;
+//!   [`interrupt_flag`]: Ctrl-C turned into a flag, so an interrupted run still removes
+//!   its rings.
 //!
 //! It depends on no camring crate (any of them may use it as a dev-dependency); the
 //! segment's path is the one docs/ring.md gives: `/dev/shm/camring-NAME`.
 
 #![forbid(unsafe_code)]
+
+mod child;
+mod measure;
+mod table;
+
+pub use child::{clip, Child, Helpers, CHILD_MARKER};
+pub use measure::{
+    add_buckets, buckets, check_interrupt, child_args, context_switches, full_run, histogram,
+    interrupt_flag, interrupted, machine_busy_ns, minor_faults, process_cpu_ns, quantiles, record,
+    spread, thread_cpu_ns, Machine, Order, Run, SPREAD,
+};
+pub use table::{fmt_ns, Table};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use iceoryx2::prelude::*;
 
-use crate::ctx::{SinkCtx, SourceCtx};
+use crate::ctx::{SinkCtx, SourceCtx, Spec};
 
 /// The start of this benchmark's shared-memory names in /dev/shm (then the sender's pid
 /// and `_`).
@@ -58,17 +58,18 @@ fn config(dir: &std::path::Path, prefix: &str) -> Result<Config> {
 }
 
 /// A node of the cell, without signal handlers (the runner stops children with `stop` and
-/// kills them on a timeout).
-fn node(dir: &std::path::Path, prefix: &str) -> Result<Node<ipc::Service>> {
+/// kills them on a timeout), and the name of the cell's services.
+fn node(spec: &Spec, prefix: &str) -> Result<(Node<ipc::Service>, ServiceName)> {
     set_log_level(LogLevel::Error);
-    let config = config(dir, prefix)?;
-    ix(
+    let config = config(&spec.dir, prefix)?;
+    let node = ix(
         NodeBuilder::new()
             .config(&config)
             .signal_handling_mode(SignalHandlingMode::Disabled)
             .create::<ipc::Service>(),
         "creating a node",
-    )
+    )?;
+    Ok((node, ix(ServiceName::new(&spec.name), "service name")?))
 }
 
 /// Removes the /dev/shm segments of this benchmark's cells whose sender process is gone
@@ -110,8 +111,7 @@ pub fn source(ctx: &mut SourceCtx) -> Result<()> {
     let payload: Vec<u8> = ctx.frames().images.concat();
     let consumers = spec.consumers.max(1) as usize;
 
-    let node = node(&spec.dir, &prefix)?;
-    let name = ix(ServiceName::new(&spec.name), "service name")?;
+    let (node, name) = node(&spec, &prefix)?;
     let pubsub = ix(
         node.service_builder(&name)
             .publish_subscribe::<[u8]>()
@@ -172,8 +172,7 @@ pub fn sink(ctx: &mut SinkCtx) -> Result<()> {
     let want = ctx.frames().len();
     let (head, tail) = check_bytes(ctx.frames().images.concat());
 
-    let node = node(&spec.dir, &prefix)?;
-    let name = ix(ServiceName::new(&spec.name), "service name")?;
+    let (node, name) = node(&spec, &prefix)?;
     let pubsub = ix(
         node.service_builder(&name)
             .publish_subscribe::<[u8]>()

@@ -38,17 +38,7 @@ pub fn source(ctx: &mut SourceCtx) -> Result<()> {
         Transport::Tcp => {
             let listener = TcpListener::bind("127.0.0.1:0").context("binding TCP on loopback")?;
             let endpoint = listener.local_addr()?.to_string();
-            ctx.ready(&endpoint)?;
-            listener.set_nonblocking(true)?;
-            let Some(conns) = accept_all(ctx, || listener.accept().map(|(s, _)| s))? else {
-                return Ok(());
-            };
-            for s in &conns {
-                s.set_nonblocking(false)?;
-                s.set_nodelay(true)?;
-                s.set_write_timeout(Some(POLL))?;
-            }
-            serve(ctx, conns)
+            accept_and_serve(ctx, &endpoint, &listener)
         }
         Transport::Unix => {
             let path = ctx.spec().dir.join(UNIX_SOCKET);
@@ -58,23 +48,65 @@ pub fn source(ctx: &mut SourceCtx) -> Result<()> {
                 .to_str()
                 .context("the cell's directory is not UTF-8")?
                 .to_owned();
-            let served = (|| {
-                ctx.ready(&endpoint)?;
-                listener.set_nonblocking(true)?;
-                let Some(conns) = accept_all(ctx, || listener.accept().map(|(s, _)| s))? else {
-                    return Ok(());
-                };
-                for s in &conns {
-                    s.set_nonblocking(false)?;
-                    s.set_write_timeout(Some(POLL))?;
-                }
-                serve(ctx, conns)
-            })();
+            let served = accept_and_serve(ctx, &endpoint, &listener);
             let _ = std::fs::remove_file(&path);
             served
         }
         other => bail!("{other} is not a socket transport"),
     }
+}
+
+/// What the sender needs of a TCP or Unix listener.
+trait Listener {
+    /// A consumer's connection.
+    type Stream: Write;
+    fn set_nonblocking(&self, on: bool) -> io::Result<()>;
+    fn accept_stream(&self) -> io::Result<Self::Stream>;
+    /// Makes an accepted connection blocking, with [`POLL`] as its write timeout (and for
+    /// TCP, `TCP_NODELAY`).
+    fn tune(s: &Self::Stream) -> io::Result<()>;
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        TcpListener::set_nonblocking(self, on)
+    }
+    fn accept_stream(&self) -> io::Result<TcpStream> {
+        self.accept().map(|(s, _)| s)
+    }
+    fn tune(s: &TcpStream) -> io::Result<()> {
+        s.set_nonblocking(false)?;
+        s.set_nodelay(true)?;
+        s.set_write_timeout(Some(POLL))
+    }
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        UnixListener::set_nonblocking(self, on)
+    }
+    fn accept_stream(&self) -> io::Result<UnixStream> {
+        self.accept().map(|(s, _)| s)
+    }
+    fn tune(s: &UnixStream) -> io::Result<()> {
+        s.set_nonblocking(false)?;
+        s.set_write_timeout(Some(POLL))
+    }
+}
+
+/// Announces `endpoint`, accepts the cell's consumers and serves them until `stop`.
+fn accept_and_serve<L: Listener>(ctx: &mut SourceCtx, endpoint: &str, listener: &L) -> Result<()> {
+    ctx.ready(endpoint)?;
+    listener.set_nonblocking(true)?;
+    let Some(conns) = accept_all(ctx, || listener.accept_stream())? else {
+        return Ok(());
+    };
+    for s in &conns {
+        L::tune(s)?;
+    }
+    serve(ctx, conns)
 }
 
 /// Accepts the cell's consumers from a non-blocking listener; `None` if the runner said

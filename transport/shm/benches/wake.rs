@@ -13,7 +13,7 @@
 //! * spin: `set_spin(20 ms)`, longer than the publish interval, so the reader is spinning
 //!   when each publish happens.
 //!
-//! `cargo bench --bench wake` runs the full benchmark; without `--bench` a smoke run.
+//! `cargo bench -p camring-shm --bench wake` runs the full benchmark; without `--bench` a smoke run.
 
 mod common;
 
@@ -24,7 +24,8 @@ use anyhow::{bail, Context, Result};
 use camring_protocol::PixelFormat;
 use camring_shm::clock::now_ns;
 use camring_shm::{ProducerState, ReadMode, Reader, Writer};
-use common::{fmt_ns, Children, Group, RingGuard, Table};
+use camring_testkit::{self as kit, fmt_ns, Helpers, RingGuard, Table};
+use common::Group;
 use hdrhistogram::Histogram;
 
 const SPIN: Duration = Duration::from_millis(20);
@@ -38,25 +39,22 @@ struct Params {
 }
 
 fn main() -> Result<()> {
-    if let Some(args) = common::child_args() {
-        return reader_child(&args);
-    }
-    let full = common::full_run();
-    let p = if full {
-        common::catch_interrupts();
-        Params {
-            rounds: 8,
-            warmup: 50,
-            samples: 1000,
-        }
-    } else {
-        Params {
-            rounds: 2,
-            warmup: 3,
-            samples: 20,
-        }
-    };
-    run(p, full)
+    kit::Run::dispatch(reader_child, |full| {
+        let p = if full {
+            Params {
+                rounds: 8,
+                warmup: 50,
+                samples: 1000,
+            }
+        } else {
+            Params {
+                rounds: 2,
+                warmup: 3,
+                samples: 20,
+            }
+        };
+        run(p, full)
+    })
 }
 
 /// The reader process: `wake-reader <ring> <spin µs> <warmup> <samples>`.
@@ -75,8 +73,8 @@ fn reader_child(args: &[String]) -> Result<()> {
     writeln!(out, "ready")?;
     out.flush()?;
 
-    let mut wake = common::histogram();
-    let mut in_hand = common::histogram();
+    let mut wake = kit::histogram();
+    let mut in_hand = kit::histogram();
     let (mut seen, mut raced, mut torn) = (0u64, 0u64, 0u64);
     let deadline = Instant::now() + Duration::from_secs(60);
     while wake.len() < samples {
@@ -110,13 +108,13 @@ fn reader_child(args: &[String]) -> Result<()> {
             raced += 1;
             continue;
         }
-        common::record(&mut wake, woke - published);
-        common::record(&mut in_hand, got - published);
+        kit::record(&mut wake, woke - published);
+        kit::record(&mut in_hand, got - published);
     }
     let stats = reader.stats();
     let json = serde_json::json!({
-        "wake": common::buckets(&wake),
-        "in_hand": common::buckets(&in_hand),
+        "wake": kit::buckets(&wake),
+        "in_hand": kit::buckets(&in_hand),
         "raced": raced,
         "torn": torn,
         "skipped": stats.skipped,
@@ -144,9 +142,9 @@ impl Mode {
             name,
             spin,
             goal,
-            wake: common::histogram(),
-            in_hand: common::histogram(),
-            commit: common::histogram(),
+            wake: kit::histogram(),
+            in_hand: kit::histogram(),
+            commit: kit::histogram(),
             round_p50: Vec::new(),
             raced: 0,
             skipped: 0,
@@ -157,7 +155,7 @@ impl Mode {
 /// One round: a fresh reader process in `mode`, frames every `INTERVAL` until it has its
 /// samples.
 fn round(name: &str, writer: &mut Writer, group: &Group, mode: &mut Mode, p: Params) -> Result<()> {
-    let mut kids = Children::default();
+    let mut kids = Helpers::default();
     kids.spawn(&[
         "wake-reader".to_owned(),
         name.to_owned(),
@@ -171,7 +169,7 @@ fn round(name: &str, writer: &mut Writer, group: &Group, mode: &mut Mode, p: Par
     let limit = 3 * (p.warmup + p.samples) + 1000;
     let mut sent = 0;
     while !kids.exited(0)? {
-        common::check_interrupt()?;
+        kit::check_interrupt()?;
         if sent > limit {
             bail!(
                 "the {} reader did not finish after {sent} frames",
@@ -180,25 +178,30 @@ fn round(name: &str, writer: &mut Writer, group: &Group, mode: &mut Mode, p: Par
         }
         let t = Instant::now();
         group.publish(writer)?;
-        common::record(&mut mode.commit, t.elapsed().as_nanos() as u64);
+        kit::record(&mut mode.commit, t.elapsed().as_nanos() as u64);
         sent += 1;
         std::thread::sleep(INTERVAL);
     }
     let out = kids.finish(Duration::from_secs(2))?;
     let v: serde_json::Value = serde_json::from_str(out[0].trim()).context("reader output")?;
-    let mut h = common::histogram();
-    common::add_buckets(&mut h, &v["wake"])?;
+    let mut h = kit::histogram();
+    kit::add_buckets(&mut h, &pairs(&v["wake"])?)?;
     mode.round_p50.push(h.value_at_quantile(0.5) as f64);
     mode.wake.add(&h)?;
-    common::add_buckets(&mut mode.in_hand, &v["in_hand"])?;
+    kit::add_buckets(&mut mode.in_hand, &pairs(&v["in_hand"])?)?;
     mode.raced += v["raced"].as_u64().unwrap_or(0);
     mode.skipped += v["skipped"].as_u64().unwrap_or(0);
     Ok(())
 }
 
+/// A histogram's `[value, count]` pairs, as [`kit::buckets`] made them in the reader.
+fn pairs(v: &serde_json::Value) -> Result<Vec<[u64; 2]>> {
+    serde_json::from_value(v.clone()).context("reader output: buckets")
+}
+
 fn run(p: Params, full: bool) -> Result<()> {
     let group = Group::new(1, PixelFormat::Gray8, 64, 48);
-    let name = common::ring_name("wake");
+    let name = kit::ring_name("wake");
     let _guard = RingGuard(name.clone());
     let mut writer = Writer::create(&name, &group.ring_config(8))?;
     let mut modes = [
@@ -217,7 +220,7 @@ fn run(p: Params, full: bool) -> Result<()> {
          Machine: {}\n\n\
          {} rounds alternating the modes (ABBA), one reader process per round, {} samples \
          per round after {} warm-up frames; a 64×48 GRAY8 frame every ~{} ms{}\n",
-        common::machine(),
+        kit::Machine::this(),
         p.rounds,
         p.samples,
         p.warmup,

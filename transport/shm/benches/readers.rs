@@ -16,7 +16,7 @@
 //!   per publish (CLOCK_THREAD_CPUTIME_ID around loan..commit), which includes the futex
 //!   wake syscall that wakes the readers.
 //!
-//! `cargo bench --bench readers` runs the full benchmark; without `--bench` a smoke run.
+//! `cargo bench -p camring-shm --bench readers` runs the full benchmark; without `--bench` a smoke run.
 
 mod common;
 
@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use camring_protocol::PixelFormat;
 use camring_shm::{ProducerState, ReadMode, Reader, Writer};
-use common::{fmt_ns, median, Children, Group, RingGuard, Table};
+use camring_testkit::{self as kit, fmt_ns, median, Helpers, RingGuard, Table};
+use common::Group;
 use hdrhistogram::Histogram;
 
 const SLOTS: u32 = 8;
@@ -80,33 +81,30 @@ const CAMERA_RATE: Scenario = Scenario {
 };
 
 fn main() -> Result<()> {
-    if let Some(args) = common::child_args() {
-        return reader_child(&args);
-    }
-    let full = common::full_run();
-    let p = if full {
-        common::catch_interrupts();
-        Params {
-            cameras: 4,
-            width: 640,
-            height: 480,
-            rounds: 5,
-            counts: vec![0, 1, 4, 16],
-            duration: None,
-            scenarios: vec![GREEDY, PACED, CAMERA_RATE],
-        }
-    } else {
-        Params {
-            cameras: 4,
-            width: 64,
-            height: 48,
-            rounds: 1,
-            counts: vec![0, 1],
-            duration: Some(Duration::from_millis(100)),
-            scenarios: vec![GREEDY],
-        }
-    };
-    run(&p, full)
+    kit::Run::dispatch(reader_child, |full| {
+        let p = if full {
+            Params {
+                cameras: 4,
+                width: 640,
+                height: 480,
+                rounds: 5,
+                counts: vec![0, 1, 4, 16],
+                duration: None,
+                scenarios: vec![GREEDY, PACED, CAMERA_RATE],
+            }
+        } else {
+            Params {
+                cameras: 4,
+                width: 64,
+                height: 48,
+                rounds: 1,
+                counts: vec![0, 1],
+                duration: Some(Duration::from_millis(100)),
+                scenarios: vec![GREEDY],
+            }
+        };
+        run(&p, full)
+    })
 }
 
 /// A reader process: `reader <ring> <pace µs>`.
@@ -122,7 +120,7 @@ fn reader_child(args: &[String]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")?;
     out.flush()?;
-    let cpu0 = common::process_cpu_ns();
+    let cpu0 = kit::process_cpu_ns();
     let (mut valid, mut torn, mut errors, mut sum) = (0u64, 0u64, 0u64, 0u64);
     let mut head = [0u8; TOUCH];
     loop {
@@ -163,7 +161,7 @@ fn reader_child(args: &[String]) -> Result<()> {
         "errors": errors,
         "lapped": stats.lapped,
         "skipped": stats.skipped,
-        "cpu_ns": common::process_cpu_ns() - cpu0,
+        "cpu_ns": kit::process_cpu_ns() - cpu0,
         "checksum": sum,
     });
     writeln!(out, "{json}")?;
@@ -197,16 +195,16 @@ fn publish_split(group: &Group, writer: &mut Writer) -> Result<u64> {
     let now = camring_shm::clock::now_ns();
     let mut loan = writer.loan();
     group.fill(&mut loan, now)?;
-    let c = common::thread_cpu_ns();
+    let c = kit::thread_cpu_ns();
     loan.commit(now, 0)?;
     Ok(c)
 }
 
 fn run_config(p: &Params, group: &Group, s: Scenario, readers: usize) -> Result<Run> {
-    let name = common::ring_name("readers");
+    let name = kit::ring_name("readers");
     let _guard = RingGuard(name.clone());
     let mut writer = Writer::create(&name, &group.ring_config(SLOTS))?;
-    let mut kids = Children::default();
+    let mut kids = Helpers::default();
     for _ in 0..readers {
         kids.spawn(&[
             "reader".to_owned(),
@@ -218,9 +216,9 @@ fn run_config(p: &Params, group: &Group, s: Scenario, readers: usize) -> Result<
     // Let every reader reach its first wait.
     std::thread::sleep(Duration::from_millis(20));
 
-    let mut pub_cpu = common::histogram();
-    let mut pub_wall = common::histogram();
-    let mut commit_cpu = common::histogram();
+    let mut pub_cpu = kit::histogram();
+    let mut pub_wall = kit::histogram();
+    let mut commit_cpu = kit::histogram();
     let period = s.producer_fps.map(|f| Duration::from_secs_f64(1.0 / f));
     let t0 = Instant::now();
     let mut frames = 0u64;
@@ -236,16 +234,16 @@ fn run_config(p: &Params, group: &Group, s: Scenario, readers: usize) -> Result<
             break;
         }
         if frames.is_multiple_of(64) {
-            common::check_interrupt()?;
+            kit::check_interrupt()?;
         }
-        let c = common::thread_cpu_ns();
+        let c = kit::thread_cpu_ns();
         let t = Instant::now();
         let c_commit = publish_split(group, &mut writer)?;
         let wall = t.elapsed().as_nanos() as u64;
-        let c_end = common::thread_cpu_ns();
-        common::record(&mut pub_wall, wall);
-        common::record(&mut pub_cpu, c_end - c);
-        common::record(&mut commit_cpu, c_end - c_commit);
+        let c_end = kit::thread_cpu_ns();
+        kit::record(&mut pub_wall, wall);
+        kit::record(&mut pub_cpu, c_end - c);
+        kit::record(&mut commit_cpu, c_end - c_commit);
         frames += 1;
     }
     let wall_ns = t0.elapsed().as_nanos() as u64;
@@ -281,7 +279,7 @@ fn run(p: &Params, full: bool) -> Result<()> {
          Machine: {}\n\n\
          {} × {}×{} RGB8 ({:.2} MB per multi-frame), {SLOTS} slots; \
          {} rounds per scenario (reader counts forward, then reversed); medians over rounds{}\n",
-        common::machine(),
+        kit::Machine::this(),
         p.cameras,
         p.width,
         p.height,

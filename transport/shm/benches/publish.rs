@@ -10,7 +10,7 @@
 //! * `publish`: `writer.loan()`, `push_camera` + `copy_from_slice` per camera, `commit`.
 //! * `ring only`: the same without the copies, i.e. the ring's own fixed cost.
 //!
-//! `cargo bench --bench publish` runs the full benchmark; without `--bench` (as under
+//! `cargo bench -p camring-shm --bench publish` runs the full benchmark; without `--bench` (as under
 //! `cargo test --all-targets`) a smoke run with tiny frames checks that everything works.
 
 mod common;
@@ -20,7 +20,8 @@ use std::time::Instant;
 use anyhow::{ensure, Context, Result};
 use camring_protocol::PixelFormat;
 use camring_shm::{ReadMode, Reader, Writer};
-use common::{fmt_ns, median, Group, RingGuard, Table};
+use camring_testkit::{self as kit, median, RingGuard, Table};
+use common::Group;
 use hdrhistogram::Histogram;
 
 const SLOTS: u32 = 4;
@@ -39,9 +40,8 @@ struct Params {
 const VARIANTS: [&str; 3] = ["memcpy", "publish", "ring only"];
 
 fn main() -> Result<()> {
-    let full = common::full_run();
+    let full = kit::Run::get()?.full();
     let p = if full {
-        common::catch_interrupts();
         Params {
             cameras: 4,
             width: 1920,
@@ -117,7 +117,7 @@ impl Bench<'_> {
 
 fn run(p: Params, full: bool) -> Result<()> {
     let group = Group::new(p.cameras, PixelFormat::Rgb8, p.width, p.height);
-    let name = common::ring_name("publish");
+    let name = kit::ring_name("publish");
     let _guard = RingGuard(name.clone());
     let mut writer = Writer::create(&name, &group.ring_config(SLOTS))?;
     check_publish(&name, &mut writer, &group)?;
@@ -126,12 +126,12 @@ fn run(p: Params, full: bool) -> Result<()> {
         group: &group,
     };
 
-    let mut hist: Vec<Histogram<u64>> = VARIANTS.iter().map(|_| common::histogram()).collect();
+    let mut hist: Vec<Histogram<u64>> = VARIANTS.iter().map(|_| kit::histogram()).collect();
     // Per-round medians of memcpy and publish, for the per-round ratio.
     let mut round_ratio = Vec::new();
     let n = VARIANTS.len();
     for round in 0..p.warmup_rounds + p.rounds {
-        common::check_interrupt()?;
+        kit::check_interrupt()?;
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];
         for i in 0..p.per_round {
             for k in 0..n {
@@ -139,7 +139,7 @@ fn run(p: Params, full: bool) -> Result<()> {
                 let ns = bench.once(v)?;
                 samples[v].push(ns as f64);
                 if round >= p.warmup_rounds {
-                    common::record(&mut hist[v], ns);
+                    kit::record(&mut hist[v], ns);
                 }
             }
         }
@@ -155,7 +155,7 @@ fn run(p: Params, full: bool) -> Result<()> {
         "## publish: {} × {}×{} RGB8 ({:.1} MB per multi-frame), {SLOTS} slots\n",
         p.cameras, p.width, p.height, mb
     );
-    println!("Machine: {}", common::machine());
+    println!("Machine: {}", kit::Machine::this());
     println!(
         "{} rounds × {} iterations of each variant, interleaved; {} frames published{}\n",
         p.rounds,
@@ -168,15 +168,14 @@ fn run(p: Params, full: bool) -> Result<()> {
         }
     );
     let base = hist[0].value_at_quantile(0.5) as f64;
-    let mut t = Table::new(&[
-        "variant",
-        "p50",
-        "p90",
-        "p99",
-        "min",
-        "GB/s at p50",
-        "p50 / memcpy p50",
-    ]);
+    let mut t = Table::new(
+        &[
+            &["variant"][..],
+            &kit::SPREAD,
+            &["GB/s at p50", "p50 / memcpy p50"],
+        ]
+        .concat(),
+    );
     let label = [
         "memcpy into the slot (baseline)",
         "publish: loan + push_camera + copy + commit",
@@ -184,12 +183,9 @@ fn run(p: Params, full: bool) -> Result<()> {
     ];
     for (v, h) in hist.iter().enumerate() {
         let p50 = h.value_at_quantile(0.5) as f64;
-        t.row(vec![
-            label[v].to_owned(),
-            fmt_ns(p50),
-            fmt_ns(h.value_at_quantile(0.9) as f64),
-            fmt_ns(h.value_at_quantile(0.99) as f64),
-            fmt_ns(h.min() as f64),
+        let mut row = vec![label[v].to_owned()];
+        row.extend(kit::spread(h));
+        row.extend([
             if v == 2 {
                 "-".to_owned()
             } else {
@@ -197,6 +193,7 @@ fn run(p: Params, full: bool) -> Result<()> {
             },
             format!("{:.3}", p50 / base),
         ]);
+        t.row(row);
     }
     t.print();
     let ratio = hist[1].value_at_quantile(0.5) as f64 / base;

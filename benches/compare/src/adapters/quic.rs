@@ -12,7 +12,7 @@
 //! `camring_protocol::wire::parse`. All timestamps are `camring_shm::clock::now_ns`.
 //!
 //! A. Throughput, one client taking messages as fast as it can, variants in a fresh random
-//!    order every round (`common::Order`), a fresh connection each time:
+//!    order every round (`kit::Order`), a fresh connection each time:
 //!
 //!    * `bridge`: ring → `QuicBridge` → client (control stream, hello, one stream per
 //!      multi-frame). The producer keeps [`AHEAD`] frame numbers ahead of the newest one
@@ -30,16 +30,18 @@
 //!    message. Received fps per client, frames the bridge dropped (pending replaced or
 //!    streams reset) and streams reset.
 //!
-//! `cargo bench --bench quic` runs the full benchmark; without `--bench` (as under
+//! `cargo bench -p camring-bench --bench quic` runs the full benchmark; without `--bench` (as under
 //! `cargo test --all-targets`) a smoke run with tiny images checks that everything works.
-
-mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::{
+    measure_clients, range, rate_cells, Gate, Pace, Recv, Ring, Running, Timing, Usage, CAMERAS,
+    QUALITY, SLOTS,
+};
 use anyhow::{anyhow, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::quic::control::{
@@ -48,21 +50,14 @@ use camring_bridge::quic::control::{
 use camring_bridge::quic::tls::{self, Identity};
 use camring_bridge::quic::{QuicBridge, QuicConfig, QuicCounters};
 use camring_client::quic::tls::{client_crypto, parse_fingerprint, Trust};
-use camring_protocol::wire::{self, CAM_REENCODED};
+use camring_protocol::wire;
 use camring_shm::clock::now_ns;
-use camring_shm::Writer;
-use common::{fmt_ns, median, Gate, JpegSource, Order, Pace, Ring, RingGuard, Table};
-use hdrhistogram::Histogram;
+use camring_testkit::{self as kit, fmt_ns, median, Order, Table};
 use quinn::VarInt;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-const CAMERAS: usize = 4;
-const QUALITY: u8 = 80;
-const SLOTS: u32 = 4;
-/// Pattern frame number the images show.
-const FRAME: u64 = 7;
 /// How many multi-frames the producer may publish beyond what the client received (A),
 /// unless the environment's `AHEAD` says otherwise.
 const AHEAD: u64 = 3;
@@ -76,16 +71,10 @@ fn ahead() -> u64 {
 
 #[derive(Debug, Clone)]
 struct Params {
-    size: (u32, u32),
-    warmup_rounds: usize,
-    rounds: usize,
-    run: Duration,
-    settle: Duration,
+    t: Timing,
     fps: f64,
     clients: Vec<usize>,
     passes: usize,
-    case: Duration,
-    case_warmup: Duration,
 }
 
 // ---------------------------------------------------------------- the producer
@@ -148,53 +137,6 @@ enum Stamps {
     Bare(Arc<Mutex<HashMap<u64, u64>>>),
 }
 
-/// What one client received in its measuring window.
-#[derive(Debug)]
-struct Recv {
-    messages: u64,
-    bytes: u64,
-    resets: u64,
-    capture: Histogram<u64>,
-    send: Histogram<u64>,
-    gaps: u64,
-    window_ns: u64,
-    wall_ns: u64,
-    cpu_ns: u64,
-    /// CPU time of the other processes of the machine over the same time.
-    others_ns: u64,
-}
-
-impl Recv {
-    fn new() -> Recv {
-        Recv {
-            messages: 0,
-            bytes: 0,
-            resets: 0,
-            capture: common::histogram(),
-            send: common::histogram(),
-            gaps: 0,
-            window_ns: 0,
-            wall_ns: 0,
-            cpu_ns: 0,
-            others_ns: 0,
-        }
-    }
-
-    fn fps(&self) -> f64 {
-        self.messages as f64 / (self.window_ns as f64 / 1e9)
-    }
-
-    fn add(&mut self, o: &Recv) -> Result<()> {
-        self.messages += o.messages;
-        self.bytes += o.bytes;
-        self.resets += o.resets;
-        self.capture.add(&o.capture)?;
-        self.send.add(&o.send)?;
-        self.gaps += o.gaps;
-        Ok(())
-    }
-}
-
 /// Reads every stream of `c` whole (concurrently) until `until`, recording what completes
 /// from `from` on.
 async fn receive(
@@ -205,10 +147,9 @@ async fn receive(
     until: Instant,
 ) -> Result<Recv> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut r = Recv::new();
-    r.window_ns = (until - from).as_nanos() as u64;
+    let mut r = Recv::new((until - from).as_nanos() as u64);
     let mut last_frame: Option<u64> = None;
-    let mut started: Option<(u64, u64, u64)> = None;
+    let mut started: Option<Usage> = None;
     loop {
         tokio::select! {
             s = c.conn.accept_uni() => {
@@ -239,14 +180,14 @@ async fn receive(
                     last_frame = Some(m.header.frame);
                     continue;
                 }
-                started.get_or_insert_with(|| (now, common::process_cpu_ns(), machine_busy_ns()));
+                started.get_or_insert_with(Usage::now);
                 r.messages += 1;
                 r.bytes += data.len() as u64;
                 match &stamps {
                     Stamps::Header => {
-                        common::record(&mut r.send, now.saturating_sub(m.header.send_ns));
+                        kit::record(&mut r.send, now.saturating_sub(m.header.send_ns));
                         for cam in &m.cameras {
-                            common::record(&mut r.capture, now.saturating_sub(cam.info.capture_ns));
+                            kit::record(&mut r.capture, now.saturating_sub(cam.info.capture_ns));
                         }
                         if let Some(l) = last_frame {
                             r.gaps += m.header.frame.saturating_sub(l + 1);
@@ -256,7 +197,7 @@ async fn receive(
                     Stamps::Bare(map) => {
                         let sent = map.lock().unwrap_or_else(|e| e.into_inner()).remove(&index);
                         if let Some(sent) = sent {
-                            common::record(&mut r.send, now.saturating_sub(sent));
+                            kit::record(&mut r.send, now.saturating_sub(sent));
                         }
                     }
                 }
@@ -264,34 +205,13 @@ async fn receive(
             _ = tokio::time::sleep_until(until) => break,
         }
     }
-    if let Some((wall0, cpu0, busy0)) = started {
-        r.wall_ns = now_ns().saturating_sub(wall0);
-        r.cpu_ns = common::process_cpu_ns() - cpu0;
-        r.others_ns = machine_busy_ns()
-            .saturating_sub(busy0)
-            .saturating_sub(r.cpu_ns);
+    if let Some(u) = started {
+        u.record_since(&mut r);
     }
     c.conn.close(VarInt::from_u32(0), b"bye");
     // Let the close reach the server (or it keeps the connection until its idle timeout).
     let _ = tokio::time::timeout(Duration::from_millis(200), c._endpoint.wait_idle()).await;
     Ok(r)
-}
-
-/// CPU time of the whole machine so far, busy (not idle or waiting for IO), from
-/// `/proc/stat` (USER_HZ ticks of 10 ms).
-fn machine_busy_ns() -> u64 {
-    let ticks = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
-        let v: Vec<u64> = s
-            .lines()
-            .next()?
-            .strip_prefix("cpu ")?
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        // user nice system idle iowait irq softirq steal
-        Some(v.iter().take(8).sum::<u64>() - v.get(3)? - v.get(4)?)
-    });
-    ticks.unwrap_or(0) * 10_000_000
 }
 
 /// A bare quinn server: every connection is sent `message` on one new stream after
@@ -365,31 +285,24 @@ struct Net {
     counters: Arc<QuicCounters>,
     /// The same bridge with `newest_first` off (`--in-order`).
     in_order: Served,
-    stop_bridge: tokio::sync::oneshot::Sender<()>,
-    bridge_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    bridge: Running,
 }
 
 /// A bridge running on the server runtime.
 struct Served {
     addr: SocketAddr,
     config: quinn::ClientConfig,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    running: Running,
 }
 
 fn serve(server: &Runtime, config: QuicConfig) -> Result<Served> {
     let bridge = server.block_on(QuicBridge::bind(config))?;
     let addr = bridge.local_addr()?;
     let client = client_config(bridge.fingerprint())?;
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = server.spawn(bridge.run(async move {
-        let _ = rx.await;
-    }));
     Ok(Served {
         addr,
         config: client,
-        stop,
-        task,
+        running: Running::spawn(server, move |stop| bridge.run(stop)),
     })
 }
 
@@ -399,44 +312,15 @@ struct Bench {
     net: Net,
 }
 
-fn main() -> Result<()> {
-    let full = common::full_run();
-    let p = if full {
-        common::catch_interrupts();
-        Params {
-            size: (1280, 720),
-            warmup_rounds: 1,
-            rounds: std::env::var("ROUNDS")
-                .ok()
-                .and_then(|a| a.parse().ok())
-                .unwrap_or(12),
-            run: Duration::from_millis(1500),
-            settle: Duration::from_millis(300),
-            fps: 30.0,
-            clients: vec![1, 10],
-            passes: 2,
-            case: Duration::from_secs(8),
-            case_warmup: Duration::from_secs(1),
-        }
-    } else {
-        Params {
-            size: (64, 48),
-            warmup_rounds: 0,
-            rounds: 1,
-            run: Duration::from_millis(100),
-            settle: Duration::from_millis(20),
-            fps: 30.0,
-            clients: vec![1, 2],
-            passes: 1,
-            case: Duration::from_millis(150),
-            case_warmup: Duration::from_millis(50),
-        }
+/// Runs the benchmark: in full under `cargo bench` (`--bench`), else a smoke run.
+pub fn main() -> Result<()> {
+    let t = Timing::get(1, 12, [100, 20, 150, 50])?;
+    let p = Params {
+        fps: 30.0,
+        clients: if t.full { vec![1, 10] } else { vec![1, 2] },
+        passes: if t.full { 2 } else { 1 },
+        t,
     };
-    println!("Machine: {}", common::machine());
-    if !full {
-        println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
-    }
-    println!();
     let mut bench = Bench::new(&p)?;
     let result = bench.run();
     let stopped = bench.stop();
@@ -445,24 +329,12 @@ fn main() -> Result<()> {
 
 impl Bench {
     fn new(p: &Params) -> Result<Bench> {
-        let (w, h) = p.size;
-        let src = JpegSource::new(CAMERAS, w, h, QUALITY, FRAME)?;
-        let name = common::ring_name("quic");
-        let guard = RingGuard(name.clone());
-        let writer = Writer::create(&name, &src.ring_config(SLOTS))?;
-        let server = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("bench-server")
-            .enable_all()
-            .build()?;
-        let client1 = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let clients = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("bench-clients")
-            .enable_all()
-            .build()?;
+        let ring = Ring::create("quic", p.t.size)?;
+        let (name, src) = (ring.name().to_owned(), &ring.src);
+        let (w, h) = p.t.size;
+        let server = super::runtime("bench-server")?;
+        let client1 = super::current_thread()?;
+        let clients = super::runtime("bench-clients")?;
         let identity = Identity::generate(&["localhost".into(), "127.0.0.1".into()])?;
         let mut config = QuicConfig::new(name, identity.clone());
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -478,10 +350,7 @@ impl Bench {
         let client_config = client_config(bridge.fingerprint())?;
         let metrics = bridge.metrics();
         let counters = bridge.counters();
-        let (stop_bridge, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let bridge_task = server.spawn(bridge.run(async move {
-            let _ = stop_rx.await;
-        }));
+        let bridge = Running::spawn(&server, move |stop| bridge.run(stop));
         println!(
             "{CAMERAS} × {w}×{h} JPEG q{QUALITY} (synthetic pattern, made once; every publish \
              re-stamped): JPEGs {} bytes; ring of {SLOTS} slots\n",
@@ -493,11 +362,7 @@ impl Bench {
         );
         Ok(Bench {
             p: p.clone(),
-            ring: Ring {
-                src,
-                writer,
-                _guard: guard,
-            },
+            ring,
             net: Net {
                 server,
                 client1,
@@ -508,8 +373,7 @@ impl Bench {
                 metrics,
                 counters,
                 in_order,
-                stop_bridge,
-                bridge_task,
+                bridge,
             },
         })
     }
@@ -522,16 +386,8 @@ impl Bench {
 
     fn stop(self) -> Result<()> {
         let Bench { net, ring, .. } = self;
-        let _ = net.stop_bridge.send(());
-        let _ = net.in_order.stop.send(());
-        net.server
-            .block_on(net.bridge_task)
-            .context("bridge task")?
-            .context("bridge")?;
-        net.server
-            .block_on(net.in_order.task)
-            .context("bridge task")?
-            .context("bridge")?;
+        net.bridge.stop(&net.server)?;
+        net.in_order.running.stop(&net.server)?;
         net.server.shutdown_timeout(Duration::from_secs(1));
         drop(ring);
         Ok(())
@@ -554,18 +410,7 @@ impl Bench {
                 Ok::<_, anyhow::Error>(Bytes::from(data))
             })
         })?;
-        let m = wire::parse(&message).map_err(|e| anyhow!("bad message: {e}"))?;
-        ensure!(m.cameras.len() == CAMERAS, "{} cameras", m.cameras.len());
-        for (c, cam) in m.cameras.iter().enumerate() {
-            ensure!(
-                cam.payload == self.ring.src.jpegs[c].as_slice(),
-                "camera {c}: the bridge did not forward the ring's JPEG as it is"
-            );
-            ensure!(
-                cam.info.flags & CAM_REENCODED == 0,
-                "camera {c}: re-encoded"
-            );
-        }
+        self.ring.src.check_forwarded(&message)?;
         println!(
             "Check: a bridge message carries the ring's 4 JPEGs byte for byte ({} bytes, \
              forwarded); the bare server sends this very message.\n",
@@ -605,7 +450,7 @@ impl Bench {
             "bridge, in order (--in-order)",
         ];
         let n = labels.len();
-        let mut total: Vec<Recv> = (0..n).map(|_| Recv::new()).collect();
+        let mut total: Vec<Recv> = (0..n).map(|_| Recv::new(0)).collect();
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut cpu_per_msg: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut cores: Vec<Vec<f64>> = vec![Vec::new(); n];
@@ -615,9 +460,9 @@ impl Bench {
         let mut efficiency = Vec::new();
         let mut order = Order::new(0x0071_c0de);
         let counts0 = Counts::of(&self.net.metrics, &self.net.counters);
-        for round in 0..p.warmup_rounds + p.rounds {
-            common::check_interrupt()?;
-            let measured = round >= p.warmup_rounds;
+        for round in 0..p.t.warmup_rounds + p.t.rounds {
+            kit::check_interrupt()?;
+            let measured = round >= p.t.warmup_rounds;
             let mut round_rate = vec![0.0; n];
             let mut round_cpu = vec![0.0; n];
             for v in order.shuffled(n) {
@@ -633,8 +478,8 @@ impl Bench {
                     let (r, _) = self.ring.with_producer(Pace::Ahead(ahead()), &gate, || {
                         net.client1.block_on(async {
                             let c = connect(addr, config, true).await?;
-                            let from = Instant::now() + p.settle;
-                            receive(c, Stamps::Header, Some(g), from, from + p.run).await
+                            let from = Instant::now() + p.t.settle;
+                            receive(c, Stamps::Header, Some(g), from, from + p.t.run).await
                         })
                     })?;
                     r
@@ -642,13 +487,13 @@ impl Bench {
                     stamps.lock().unwrap_or_else(|e| e.into_inner()).clear();
                     net.client1.block_on(async {
                         let c = connect(bare_addr, &net.config, false).await?;
-                        let from = Instant::now() + p.settle;
+                        let from = Instant::now() + p.t.settle;
                         receive(
                             c,
                             Stamps::Bare(Arc::clone(&stamps)),
                             None,
                             from,
-                            from + p.run,
+                            from + p.t.run,
                         )
                         .await
                     })?
@@ -677,10 +522,10 @@ impl Bench {
              connection measured for {:.1} s after {:.1} s; the producer keeps {} \
              multi-frames ahead of the bridge's client. Send → receive: bridge `send_ns` → \
              message read whole; bare: stream opened → read whole.\n",
-            p.rounds,
-            p.warmup_rounds,
-            p.run.as_secs_f64(),
-            p.settle.as_secs_f64(),
+            p.t.rounds,
+            p.t.warmup_rounds,
+            p.t.run.as_secs_f64(),
+            p.t.settle.as_secs_f64(),
             ahead()
         );
         let mut t = Table::new(&[
@@ -699,7 +544,6 @@ impl Bench {
         ]);
         for v in 0..n {
             let r = &total[v];
-            let rate = median(&rates[v]);
             let mean = r.bytes as f64 / r.messages.max(1) as f64;
             let bridge_only = |q: f64| {
                 if v != 1 {
@@ -708,15 +552,9 @@ impl Bench {
                     "-".to_owned()
                 }
             };
-            t.row(vec![
-                labels[v].to_owned(),
-                format!("{rate:.0}"),
-                format!("{:.0}", rate * mean / 1e6),
-                rates[v]
-                    .iter()
-                    .map(|x| format!("{x:.0}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+            let mut row = vec![labels[v].to_owned()];
+            row.extend(rate_cells(&rates[v], mean));
+            row.extend([
                 fmt_ns(median(&cpu_per_msg[v])),
                 format!("{:.2}", median(&cores[v])),
                 format!("{:.2}", median(&others[v])),
@@ -726,15 +564,9 @@ impl Bench {
                 bridge_only(0.5),
                 bridge_only(0.99),
             ]);
+            t.row(row);
         }
         t.print();
-        let range = |xs: &[f64]| {
-            format!(
-                "{:.3}–{:.3}",
-                xs.iter().copied().fold(f64::INFINITY, f64::min),
-                xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-            )
-        };
         println!(
             "bridge / bare, messages/s: median of the {} per-round ratios **{:.3}** (goal ≥ \
              0.9), range {}; per round: {}",
@@ -776,13 +608,13 @@ impl Bench {
                 idx.reverse();
             }
             for i in idx {
-                common::check_interrupt()?;
+                kit::check_interrupt()?;
                 results[i].push(self.case(p.clients[i])?);
             }
         }
         println!(
             "## B. Capture → receive at {:.0} fps, {}×{} JPEG × {CAMERAS}\n",
-            p.fps, p.size.0, p.size.1
+            p.fps, p.t.size.0, p.t.size.1
         );
         println!(
             "{} pass(es) (the second in reverse order), each measured for {:.1} s after {:.1} \
@@ -790,8 +622,8 @@ impl Bench {
              cores with the producer and the bridge. Per camera image, over all clients and \
              passes.\n",
             p.passes,
-            p.case.as_secs_f64(),
-            p.case_warmup.as_secs_f64()
+            p.t.case.as_secs_f64(),
+            p.t.case_warmup.as_secs_f64()
         );
         let mut t = Table::new(&[
             "clients",
@@ -810,7 +642,7 @@ impl Bench {
             "CPU (cores)",
         ]);
         for (i, runs) in results.iter().enumerate() {
-            let mut all = Recv::new();
+            let mut all = Recv::new(0);
             let mut fps = Vec::new();
             let (mut dropped, mut reset, mut late) = (0, 0, 0);
             let mut cpu = Vec::new();
@@ -862,26 +694,16 @@ impl Bench {
                     for _ in 0..n {
                         conns.push(connect(net.bridge_addr, &net.config, true).await?);
                     }
-                    let from = Instant::now() + p.case_warmup;
-                    let until = from + p.case;
+                    let from = Instant::now() + p.t.case_warmup;
+                    let until = from + p.t.case;
                     let tasks: Vec<_> = conns
                         .into_iter()
                         .map(|c| tokio::spawn(receive(c, Stamps::Header, None, from, until)))
                         .collect();
-                    tokio::time::sleep_until(from).await;
-                    let c0 = Counts::of(&net.metrics, &net.counters);
-                    let (cpu0, wall0) = (common::process_cpu_ns(), now_ns());
-                    tokio::time::sleep_until(until).await;
-                    let counts = Counts::of(&net.metrics, &net.counters).since(c0);
-                    let cores = (common::process_cpu_ns() - cpu0) as f64
-                        / now_ns().saturating_sub(wall0).max(1) as f64;
-                    let mut recvs = Vec::new();
-                    for t in tasks {
-                        let r = t.await.context("client task")??;
-                        ensure!(r.messages > 0, "a client received no frame");
-                        recvs.push(r);
-                    }
-                    Ok((recvs, counts, cores))
+                    let counts = || Counts::of(&net.metrics, &net.counters);
+                    let (recvs, c0, c1, cores) =
+                        measure_clients(tasks, from, until, counts).await?;
+                    Ok((recvs, c1.since(c0), cores.0))
                 })
             })?;
         Ok(Case {

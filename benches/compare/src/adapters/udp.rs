@@ -7,7 +7,7 @@
 //! publish re-stamped (`capture_ns` = the time the publish starts). The bridges run in the
 //! same process on their own tokio runtime (2 worker threads named `udp-srv`, as `camring
 //! bridge udp` runs it) and read the ring like any reader. The client is
-//! `camring_bridge::udp::client::Client` (the one `camring view udp://` drives) on its own
+//! `camring_client::udp::Client` (the one `camring view udp://` drives) on its own
 //! thread over a blocking socket, parsing every whole message with
 //! `camring_protocol::wire::parse`; the bare sender's client reassembles with the same
 //! `Reassembler` (without subscribing: it sends one datagram so the sender learns its
@@ -29,16 +29,15 @@
 //!    paths). The bare sender stamps a fresh message at each 30 fps tick and paces it the
 //!    same way. Last, what pacing costs in latency: both unpaced, no loss, MTU 1200.
 //!
-//! `cargo bench --bench udp` runs the full benchmark; without `--bench` (as under
+//! `cargo bench -p camring-bench --bench udp` runs the full benchmark; without `--bench` (as under
 //! `cargo test --all-targets`) a smoke run with tiny images checks that everything works.
-
-mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::{range, rate_cells, JpegSource, Ring, Running, Timing};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use camring_bridge::udp::{CountersHandle, UdpBridge, UdpConfig};
 use camring_client::udp::{self as client, Client, ClientConfig, Event};
@@ -48,15 +47,10 @@ use camring_protocol::udp::{
 use camring_protocol::wire::{self};
 use camring_shm::clock::now_ns;
 use camring_shm::Writer;
-use common::{fmt_ns, median, JpegSource, Order, RingGuard, Table};
+use camring_testkit::{self as kit, fmt_ns, median, Order, Table};
 use hdrhistogram::Histogram;
 use tokio::runtime::Runtime;
 
-const CAMERAS: usize = 4;
-const QUALITY: u8 = 80;
-const SLOTS: u32 = 4;
-/// Pattern frame number the images show.
-const FRAME: u64 = 7;
 /// How many messages the sender may be ahead of what the client received (A).
 const AHEAD: u64 = 2;
 /// The bare sender's stream id.
@@ -64,15 +58,9 @@ const BARE_STREAM: u32 = 0xBA7E;
 
 #[derive(Debug, Clone)]
 struct Params {
-    size: (u32, u32),
-    warmup_rounds: usize,
-    rounds: usize,
-    run: Duration,
-    settle: Duration,
+    t: Timing,
     losses: Vec<f64>,
     mtus: Vec<usize>,
-    case: Duration,
-    case_warmup: Duration,
 }
 
 // ---------------------------------------------------------------- the source
@@ -264,7 +252,7 @@ impl Recv {
         Recv {
             messages: 0,
             bytes: 0,
-            capture: common::histogram(),
+            capture: kit::histogram(),
             incomplete: 0,
             window_ns: window.as_nanos() as u64,
             sender_cpu_ns: 0,
@@ -389,7 +377,7 @@ fn receive(
             r.messages += 1;
             r.bytes += message.len() as u64;
             for c in &m.cameras {
-                common::record(&mut r.capture, now.saturating_sub(c.info.capture_ns));
+                kit::record(&mut r.capture, now.saturating_sub(c.info.capture_ns));
             }
         }
     }
@@ -500,102 +488,56 @@ impl Drop for Relay {
 struct Bridge {
     addr: SocketAddr,
     counters: CountersHandle,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    running: Running,
 }
 
 struct Bench {
     p: Params,
-    src: Arc<JpegSource>,
-    writer: Writer,
-    ring: String,
-    _guard: RingGuard,
+    ring: Ring,
     server: Runtime,
 }
 
-fn main() -> Result<()> {
-    let full = common::full_run();
-    let p = if full {
-        common::catch_interrupts();
-        Params {
-            size: (1280, 720),
-            warmup_rounds: 2,
-            rounds: 10,
-            run: Duration::from_millis(1500),
-            settle: Duration::from_millis(300),
-            losses: vec![0.0, 0.01, 0.05],
-            mtus: vec![DEFAULT_MTU, MAX_MTU],
-            case: Duration::from_secs(8),
-            case_warmup: Duration::from_secs(1),
-        }
-    } else {
-        Params {
-            size: (64, 48),
-            warmup_rounds: 0,
-            rounds: 1,
-            run: Duration::from_millis(150),
-            settle: Duration::from_millis(50),
-            losses: vec![0.0, 0.05],
-            mtus: vec![DEFAULT_MTU],
-            case: Duration::from_millis(300),
-            case_warmup: Duration::from_millis(100),
-        }
+/// Runs the benchmark: in full under `cargo bench` (`--bench`), else a smoke run.
+pub fn main() -> Result<()> {
+    let t = Timing::get(2, 10, [150, 50, 300, 100])?;
+    let p = Params {
+        losses: if t.full {
+            vec![0.0, 0.01, 0.05]
+        } else {
+            vec![0.0, 0.05]
+        },
+        mtus: if t.full {
+            vec![DEFAULT_MTU, MAX_MTU]
+        } else {
+            vec![DEFAULT_MTU]
+        },
+        t,
     };
-    println!("Machine: {}", common::machine());
-    if !full {
-        println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
-    }
-    println!();
-    let (w, h) = p.size;
-    let src = Arc::new(JpegSource::new(CAMERAS, w, h, QUALITY, FRAME)?);
-    let ring = common::ring_name("udp");
-    let guard = RingGuard(ring.clone());
-    let writer = Writer::create(&ring, &src.ring_config(SLOTS))?;
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("udp-srv")
-        .enable_all()
-        .build()?;
-    let mut bench = Bench {
-        p,
-        src,
-        writer,
-        ring,
-        _guard: guard,
-        server,
-    };
+    let ring = Ring::create("udp", p.t.size)?;
+    let server = super::runtime("udp-srv")?;
+    let mut bench = Bench { p, ring, server };
     bench.throughput()?;
     bench.latency()
 }
 
 impl Bench {
     fn bridge(&self, pace: f64, mtu: usize) -> Result<Bridge> {
-        let mut config = UdpConfig::new(self.ring.clone());
+        let mut config = UdpConfig::new(self.ring.name().to_owned());
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.pace = pace;
         config.mtu = mtu;
         let bridge = self.server.block_on(UdpBridge::bind(config))?;
         let addr = bridge.local_addr()?;
         let counters = bridge.counters_handle();
-        let (stop, rx) = tokio::sync::oneshot::channel();
-        let task = self.server.spawn(bridge.run(async {
-            let _ = rx.await;
-        }));
         Ok(Bridge {
             addr,
             counters,
-            stop,
-            task,
+            running: Running::spawn(&self.server, move |stop| bridge.run(stop)),
         })
     }
 
     fn stop_bridge(&self, b: Bridge) -> Result<()> {
-        let _ = b.stop.send(());
-        self.server
-            .block_on(b.task)
-            .context("bridge task")?
-            .context("bridge")?;
-        Ok(())
+        b.running.stop(&self.server)
     }
 
     /// The ring's producer on its own thread at `pace` while `f` runs.
@@ -605,7 +547,7 @@ impl Bench {
         gate: &Gate,
         f: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
-        let (writer, src) = (&mut self.writer, &self.src);
+        let Ring { writer, src, .. } = &mut self.ring;
         std::thread::scope(|s| {
             let producer = s.spawn(|| produce(writer, src, pace, gate));
             let out = f();
@@ -629,7 +571,7 @@ impl Bench {
     ) -> Result<Recv> {
         let gate = Gate::default();
         let sock = client_socket(server)?;
-        let ring_thread = format!("ring {}", self.ring);
+        let ring_thread = format!("ring {}", self.ring.name());
         let ring_thread = &ring_thread[..ring_thread.len().min(15)];
         let threads = ["udp-srv", ring_thread];
         self.with_producer(pace, &gate, || {
@@ -649,6 +591,22 @@ impl Bench {
     }
 
     /// The bare sender to a client (directly or through a relay) at `mtu` and `window`.
+    /// A latency case of `bridge` at 30 fps through a relay losing `loss` of the datagrams
+    /// (seeded by `seed`).
+    fn adapter_case(&mut self, bridge: &Bridge, loss: f64, seed: u64) -> Result<Recv> {
+        let relay = Relay::start(bridge.addr, loss, seed)?;
+        let (from, run) = (self.p.t.case_warmup, self.p.t.case);
+        self.adapter_run(relay.addr, &bridge.counters, Pace::Fps(30.0), from, run)
+    }
+
+    /// A latency case of the bare sender at 30 fps through a relay losing `loss` of the
+    /// datagrams (seeded by `seed`), fragments of `mtu` spread over `window`.
+    fn bare_case(&self, loss: f64, seed: u64, mtu: usize, window: Duration) -> Result<Recv> {
+        let t = &self.p.t;
+        let pace = Pace::Fps(30.0);
+        self.bare_run(Some((loss, seed)), pace, mtu, window, t.case_warmup, t.case)
+    }
+
     fn bare_run(
         &self,
         relay_loss: Option<(f64, u64)>,
@@ -670,7 +628,7 @@ impl Bench {
         let addr = socket.local_addr()?;
         let task = self.server.spawn(bare_sender(
             socket,
-            Arc::clone(&self.src),
+            Arc::clone(&self.ring.src),
             pace,
             mtu,
             window,
@@ -715,22 +673,28 @@ impl Bench {
         let mut ratio = Vec::new();
         let mut cpu_ratio = Vec::new();
         let mut order = Order::new(0x0d9_5eed);
-        for round in 0..p.warmup_rounds + p.rounds {
-            common::check_interrupt()?;
-            let measured = round >= p.warmup_rounds;
+        for round in 0..p.t.warmup_rounds + p.t.rounds {
+            kit::check_interrupt()?;
+            let measured = round >= p.t.warmup_rounds;
             let mut round_rate = [0.0; 2];
             let mut round_cpu = [0.0; 2];
             for v in order.shuffled(2) {
                 let r = if v == 0 {
-                    self.adapter_run(bridge.addr, &bridge.counters, Pace::Ahead, p.settle, p.run)?
+                    self.adapter_run(
+                        bridge.addr,
+                        &bridge.counters,
+                        Pace::Ahead,
+                        p.t.settle,
+                        p.t.run,
+                    )?
                 } else {
                     self.bare_run(
                         None,
                         Pace::Ahead,
                         DEFAULT_MTU,
                         Duration::ZERO,
-                        p.settle,
-                        p.run,
+                        p.t.settle,
+                        p.t.run,
                     )?
                 };
                 ensure!(r.messages > 0, "{}: no message received", labels[v]);
@@ -751,16 +715,16 @@ impl Bench {
         }
         let counters = bridge.counters.get();
         self.stop_bridge(bridge)?;
-        let len = self.src.message_len();
+        let len = self.ring.src.message_len();
         println!("## A. Throughput: MTU {DEFAULT_MTU}, fragments back to back, over loopback\n");
         println!(
             "{} rounds (after {} warm-up rounds) of both variants in a fresh random order, each \
              a new subscription measured for {:.1} s after {:.1} s; the sender keeps {AHEAD} \
              messages ahead of the client. Message: {len} bytes, {} fragments.\n",
-            p.rounds,
-            p.warmup_rounds,
-            p.run.as_secs_f64(),
-            p.settle.as_secs_f64(),
+            p.t.rounds,
+            p.t.warmup_rounds,
+            p.t.run.as_secs_f64(),
+            p.t.settle.as_secs_f64(),
             len.div_ceil(DEFAULT_MTU - FRAGMENT_HEADER_SIZE),
         );
         let mut t = Table::new(&[
@@ -772,29 +736,16 @@ impl Bench {
             "lost incomplete",
         ]);
         for v in 0..2 {
-            let rate = median(&rates[v]);
             let mean = bytes[v] as f64 / received[v].max(1) as f64;
-            t.row(vec![
-                labels[v].to_owned(),
-                format!("{rate:.0}"),
-                format!("{:.0}", rate * mean / 1e6),
-                rates[v]
-                    .iter()
-                    .map(|x| format!("{x:.0}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+            let mut row = vec![labels[v].to_owned()];
+            row.extend(rate_cells(&rates[v], mean));
+            row.extend([
                 fmt_ns(median(&cpu[v])),
                 format!("{} of {}", lost[v], lost[v] + received[v]),
             ]);
+            t.row(row);
         }
         t.print();
-        let range = |xs: &[f64]| {
-            format!(
-                "{:.3}–{:.3}",
-                xs.iter().copied().fold(f64::INFINITY, f64::min),
-                xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-            )
-        };
         println!(
             "adapter / bare, messages/s: median of the {} per-round ratios **{:.3}**, range {}; \
              sender CPU per message adapter / bare: median {:.3}, range {}",
@@ -820,14 +771,14 @@ impl Bench {
 
     fn latency(&mut self) -> Result<()> {
         let p = self.p.clone();
-        let len = self.src.message_len();
+        let len = self.ring.src.message_len();
         println!("## B. Capture → receive at 30 fps, paced, through a lossy relay\n");
         println!(
             "Each case {:.0} s measured after {:.0} s; the relay drops each server-to-client \
              datagram with probability p (seeded). Message: {len} bytes. Latency per camera \
              of the messages delivered whole; delivered / sent against (1 − p)^K.\n",
-            p.case.as_secs_f64(),
-            p.case_warmup.as_secs_f64(),
+            p.t.case.as_secs_f64(),
+            p.t.case_warmup.as_secs_f64(),
         );
         let mut t = Table::new(&[
             "sender",
@@ -845,57 +796,27 @@ impl Bench {
             let bridge = self.bridge(camring_bridge::udp::DEFAULT_PACE, mtu)?;
             let k = len.div_ceil(mtu - FRAGMENT_HEADER_SIZE);
             for (i, &loss) in p.losses.iter().enumerate() {
-                common::check_interrupt()?;
+                kit::check_interrupt()?;
                 let seed = 0x1055_0000 + i as u64;
                 let expected = (1.0 - loss).powi(k as i32);
                 // The adapter.
-                let relay = Relay::start(bridge.addr, loss, seed)?;
-                let r = self.adapter_run(
-                    relay.addr,
-                    &bridge.counters,
-                    Pace::Fps(30.0),
-                    p.case_warmup,
-                    p.case,
-                )?;
-                drop(relay);
+                let r = self.adapter_case(&bridge, loss, seed)?;
                 t.row(row("adapter", mtu, k, loss, &r, expected));
                 // The bare sender, same pacing window.
                 let window = Duration::from_secs_f64(camring_bridge::udp::DEFAULT_PACE / 30.0);
-                let r = self.bare_run(
-                    Some((loss, seed)),
-                    Pace::Fps(30.0),
-                    mtu,
-                    window,
-                    p.case_warmup,
-                    p.case,
-                )?;
+                let r = self.bare_case(loss, seed, mtu, window)?;
                 t.row(row("bare", mtu, k, loss, &r, expected));
             }
             self.stop_bridge(bridge)?;
         }
         // What pacing costs: the same without it, no loss, MTU 1200.
-        common::check_interrupt()?;
+        kit::check_interrupt()?;
         let k = len.div_ceil(DEFAULT_MTU - FRAGMENT_HEADER_SIZE);
         let bridge = self.bridge(0.0, DEFAULT_MTU)?;
-        let relay = Relay::start(bridge.addr, 0.0, 1)?;
-        let r = self.adapter_run(
-            relay.addr,
-            &bridge.counters,
-            Pace::Fps(30.0),
-            p.case_warmup,
-            p.case,
-        )?;
-        drop(relay);
+        let r = self.adapter_case(&bridge, 0.0, 1)?;
         self.stop_bridge(bridge)?;
         t.row(row("adapter, --pace 0", DEFAULT_MTU, k, 0.0, &r, 1.0));
-        let r = self.bare_run(
-            Some((0.0, 1)),
-            Pace::Fps(30.0),
-            DEFAULT_MTU,
-            Duration::ZERO,
-            p.case_warmup,
-            p.case,
-        )?;
+        let r = self.bare_case(0.0, 1, DEFAULT_MTU, Duration::ZERO)?;
         t.row(row("bare, unpaced", DEFAULT_MTU, k, 0.0, &r, 1.0));
         t.print();
         Ok(())

@@ -29,10 +29,8 @@
 //! Before timing, the bench checks that the producer's slot holds exactly the bytes the
 //! direct encoder makes and that they decode to the synthetic pattern.
 //!
-//! `cargo bench --bench encode` runs the full benchmark; without `--bench` (as under
+//! `cargo bench -p camring-producer --bench encode` runs the full benchmark; without `--bench` (as under
 //! `cargo test --all-targets`) a smoke run with tiny images checks that everything works.
-
-mod common;
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -48,7 +46,7 @@ use camring_protocol::layout::CameraLayout;
 use camring_protocol::pattern::{self, Geometry};
 use camring_protocol::PixelFormat;
 use camring_shm::{ReadMode, Reader};
-use common::{fmt_ns, median, RingGuard, Table};
+use camring_testkit::{self as kit, median, RingGuard, Table};
 use hdrhistogram::Histogram;
 use rayon::prelude::*;
 
@@ -88,9 +86,8 @@ const LABELS: [&str; 5] = [
 const PACED: [usize; 3] = [0, 1, 4];
 
 fn main() -> Result<()> {
-    let full = common::full_run();
+    let full = kit::Run::get()?.full();
     let p = if full {
-        common::catch_interrupts();
         Params {
             sizes: vec![(1280, 720), (1920, 1080)],
             warmup_rounds: 2,
@@ -109,7 +106,7 @@ fn main() -> Result<()> {
             gap: Duration::from_millis(1),
         }
     };
-    println!("Machine: {}", common::machine());
+    println!("Machine: {}", kit::Machine::this());
     println!(
         "rayon threads: {}{}\n",
         rayon_threads(),
@@ -386,30 +383,30 @@ impl Bench {
 }
 
 fn run_size(p: &Params, w: u32, h: u32) -> Result<()> {
-    let name = common::ring_name("encode");
+    let name = kit::ring_name("encode");
     let _guard = RingGuard(name.clone());
     let mut bench = Bench::new(&name, w, h)?;
     let sizes = bench.check(&name)?;
 
     let n = VARIANTS.len();
-    let mut hist: Vec<Histogram<u64>> = VARIANTS.iter().map(|_| common::histogram()).collect();
+    let mut hist: Vec<Histogram<u64>> = VARIANTS.iter().map(|_| kit::histogram()).collect();
     let mut wall = [0u64; VARIANTS.len()];
     let mut cpu = [0u64; VARIANTS.len()];
     // Per round: total time of each variant; ratios direct / producer.
     let mut ratio_2t = Vec::new();
     let mut ratio_1t = Vec::new();
-    let mut order = common::Order::new(0x9e37_79b9_7f4a_7c15);
+    let mut order = kit::Order::new(0x9e37_79b9_7f4a_7c15);
     for round in 0..p.warmup_rounds + p.rounds {
-        common::check_interrupt()?;
+        kit::check_interrupt()?;
         let mut total = [0u64; VARIANTS.len()];
         for _ in 0..p.per_round {
             for v in order.shuffled(n) {
-                let c0 = common::process_cpu_ns();
+                let c0 = kit::process_cpu_ns();
                 let ns = bench.once(v)?;
-                let c1 = common::process_cpu_ns();
+                let c1 = kit::process_cpu_ns();
                 total[v] += ns;
                 if round >= p.warmup_rounds {
-                    common::record(&mut hist[v], ns);
+                    kit::record(&mut hist[v], ns);
                     wall[v] += ns;
                     cpu[v] += c1 - c0;
                 }
@@ -421,14 +418,14 @@ fn run_size(p: &Params, w: u32, h: u32) -> Result<()> {
         }
     }
     // At a camera's pace: one multi-frame every `gap`, the CPUs idle in between.
-    let mut paced: Vec<Histogram<u64>> = PACED.iter().map(|_| common::histogram()).collect();
+    let mut paced: Vec<Histogram<u64>> = PACED.iter().map(|_| kit::histogram()).collect();
     for i in 0..p.paced {
         for k in 0..PACED.len() {
-            common::check_interrupt()?;
+            kit::check_interrupt()?;
             std::thread::sleep(p.gap);
             let j = (k + i) % PACED.len();
             let ns = bench.once(PACED[j])?;
-            common::record(&mut paced[j], ns);
+            kit::record(&mut paced[j], ns);
         }
     }
     let stats = bench.out.stats();
@@ -455,29 +452,22 @@ fn run_size(p: &Params, w: u32, h: u32) -> Result<()> {
         stats.dropped,
     );
     let fps = |v: usize| count / (wall[v] as f64 / 1e9);
-    let mut t = Table::new(&[
-        "variant",
-        "multi-frames/s",
-        "MP/s",
-        "p50",
-        "p90",
-        "p99",
-        "min",
-        "CPU (cores)",
-        "throughput / direct 2 threads",
-    ]);
+    let head = [
+        &["variant", "multi-frames/s", "MP/s"][..],
+        &kit::SPREAD,
+        &["CPU (cores)", "throughput / direct 2 threads"],
+    ];
+    let mut t = Table::new(&head.concat());
     for (v, h) in hist.iter().enumerate() {
-        t.row(vec![
+        let mut row = vec![
             LABELS[v].to_owned(),
             format!("{:.1}", fps(v)),
             format!("{:.0}", fps(v) * mp),
-            fmt_ns(h.value_at_quantile(0.5) as f64),
-            fmt_ns(h.value_at_quantile(0.9) as f64),
-            fmt_ns(h.value_at_quantile(0.99) as f64),
-            fmt_ns(h.min() as f64),
-            format!("{:.2}", cpu[v] as f64 / wall[v] as f64),
-            format!("{:.3}", fps(v) / fps(1)),
-        ]);
+        ];
+        row.extend(kit::spread(h));
+        row.push(format!("{:.2}", cpu[v] as f64 / wall[v] as f64));
+        row.push(format!("{:.3}", fps(v) / fps(1)));
+        t.row(row);
     }
     t.print();
     let fmt_list = |xs: &[f64]| {
@@ -519,13 +509,13 @@ fn run_size(p: &Params, w: u32, h: u32) -> Result<()> {
     let mut t = Table::new(&["variant", "p50", "p90", "p99", "p50 / back-to-back p50"]);
     for (&v, h) in PACED.iter().zip(&paced) {
         let p50 = h.value_at_quantile(0.5) as f64;
-        t.row(vec![
-            LABELS[v].to_owned(),
-            fmt_ns(p50),
-            fmt_ns(h.value_at_quantile(0.9) as f64),
-            fmt_ns(h.value_at_quantile(0.99) as f64),
-            format!("{:.2}", p50 / hist[v].value_at_quantile(0.5) as f64),
-        ]);
+        let mut row = vec![LABELS[v].to_owned()];
+        row.extend(kit::quantiles(h, &[0.5, 0.9, 0.99]));
+        row.push(format!(
+            "{:.2}",
+            p50 / hist[v].value_at_quantile(0.5) as f64
+        ));
+        t.row(row);
     }
     t.print();
     Ok(())

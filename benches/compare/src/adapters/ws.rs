@@ -10,7 +10,7 @@
 //! `camring_protocol::wire::parse`. All timestamps are `camring_shm::clock::now_ns`.
 //!
 //! A. Throughput, one client taking messages as fast as it can, variants interleaved in a
-//!    fresh random order every round (`common::Order`), a fresh connection each time:
+//!    fresh random order every round (`kit::Order`), a fresh connection each time:
 //!
 //!    * `bridge`: ring → `WsBridge` → client. The producer keeps [`AHEAD`] frame numbers
 //!      ahead of the newest one the client received (and publishes anyway after a 50 ms
@@ -35,22 +35,23 @@
 //!    frame-number gaps seen by the clients. Producer, bridge and clients share the
 //!    machine's cores: with 50 clients CPU contention is part of the result.
 //!
-//! `cargo bench --bench ws` runs the full benchmark; without `--bench` (as under
+//! `cargo bench -p camring-bench --bench ws` runs the full benchmark; without `--bench` (as under
 //! `cargo test --all-targets`) a smoke run with tiny images checks that everything works.
-
-mod common;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::{
+    measure_clients, range, rate_cells, Gate, Pace, Produced, Recv, Ring, Running, Timing, Usage,
+    CAMERAS, QUALITY, SLOTS,
+};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::{WsBridge, WsConfig};
-use camring_protocol::wire::{self, CAM_REENCODED};
+use camring_protocol::wire;
 use camring_shm::clock::now_ns;
-use camring_shm::Writer;
-use common::{fmt_ns, median, Gate, JpegSource, Order, Pace, Produced, Ring, RingGuard, Table};
+use camring_testkit::{self as kit, fmt_ns, median, Order, Table};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::net::{TcpListener, TcpStream};
@@ -60,30 +61,16 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const CAMERAS: usize = 4;
-const QUALITY: u8 = 80;
-const SLOTS: u32 = 4;
-/// Pattern frame number the images show.
-const FRAME: u64 = 7;
 /// How many multi-frames the producer may publish beyond what the client received (A).
 const AHEAD: u64 = 2;
 
 #[derive(Debug, Clone)]
 struct Params {
-    size: (u32, u32),
-    /// A: rounds (after warm-up rounds) and the time each variant runs per round, of
-    /// which `settle` is not measured.
-    warmup_rounds: usize,
-    rounds: usize,
-    run: Duration,
-    settle: Duration,
-    /// B: producer rates, client counts, passes over the cases (forward, then reversed),
-    /// measured time per case and unmeasured time before it.
+    t: Timing,
+    /// B: producer rates, client counts, passes over the cases (forward, then reversed).
     rates: Vec<f64>,
     clients: Vec<usize>,
     passes: usize,
-    case: Duration,
-    case_warmup: Duration,
 }
 
 // ---------------------------------------------------------------- setup
@@ -97,67 +84,6 @@ enum Stamps {
     Header,
     /// A bare server's stamps, one per message in order.
     Channel(mpsc::UnboundedReceiver<u64>),
-}
-
-/// What one client received in its measuring window.
-#[derive(Debug)]
-struct Recv {
-    messages: u64,
-    bytes: u64,
-    texts: u64,
-    /// now − capture_ns, per camera.
-    capture: Histogram<u64>,
-    /// now − publish_ns (bridge only).
-    publish: Histogram<u64>,
-    /// now − send time.
-    send: Histogram<u64>,
-    /// Frame numbers skipped between consecutive messages.
-    gaps: u64,
-    /// The measuring window (`until − from`).
-    window_ns: u64,
-    /// Wall time and process CPU time from the first message measured to the end.
-    wall_ns: u64,
-    cpu_ns: u64,
-    /// The process's minor page faults and context switches over the same time.
-    faults: u64,
-    switches: u64,
-    /// CPU time the rest of the machine used over the same time (other processes).
-    others_ns: u64,
-}
-
-impl Recv {
-    fn new() -> Recv {
-        Recv {
-            messages: 0,
-            bytes: 0,
-            texts: 0,
-            capture: common::histogram(),
-            publish: common::histogram(),
-            send: common::histogram(),
-            gaps: 0,
-            window_ns: 0,
-            wall_ns: 0,
-            cpu_ns: 0,
-            faults: 0,
-            switches: 0,
-            others_ns: 0,
-        }
-    }
-
-    fn fps(&self) -> f64 {
-        self.messages as f64 / (self.window_ns as f64 / 1e9)
-    }
-
-    fn add(&mut self, o: &Recv) -> Result<()> {
-        self.messages += o.messages;
-        self.bytes += o.bytes;
-        self.texts += o.texts;
-        self.capture.add(&o.capture)?;
-        self.publish.add(&o.publish)?;
-        self.send.add(&o.send)?;
-        self.gaps += o.gaps;
-        Ok(())
-    }
 }
 
 async fn connect(addr: SocketAddr) -> Result<Ws> {
@@ -175,11 +101,10 @@ async fn receive(
     from: Instant,
     until: Instant,
 ) -> Result<Recv> {
-    let mut r = Recv::new();
-    r.window_ns = (until - from).as_nanos() as u64;
+    let mut r = Recv::new((until - from).as_nanos() as u64);
     let mut last_frame: Option<u64> = None;
-    // wall, CPU, faults, switches and machine CPU at the first message measured
-    let mut started: Option<(u64, u64, u64, u64, u64)> = None;
+    // What the process and the machine used at the first message measured.
+    let mut started: Option<Usage> = None;
     loop {
         let message = match tokio::time::timeout_at(until, ws.next()).await {
             Err(_) => break,
@@ -205,22 +130,14 @@ async fn receive(
         }
         let measuring = Instant::now() >= from;
         if measuring {
-            started.get_or_insert_with(|| {
-                (
-                    now,
-                    common::process_cpu_ns(),
-                    minor_faults(),
-                    context_switches(),
-                    machine_busy_ns(),
-                )
-            });
+            started.get_or_insert_with(Usage::now);
             r.messages += 1;
             r.bytes += bytes.len() as u64;
-            common::record(&mut r.send, now.saturating_sub(sent));
+            kit::record(&mut r.send, now.saturating_sub(sent));
             if matches!(stamps, Stamps::Header) {
-                common::record(&mut r.publish, now.saturating_sub(m.header.publish_ns));
+                kit::record(&mut r.publish, now.saturating_sub(m.header.publish_ns));
                 for c in &m.cameras {
-                    common::record(&mut r.capture, now.saturating_sub(c.info.capture_ns));
+                    kit::record(&mut r.capture, now.saturating_sub(c.info.capture_ns));
                 }
                 if let Some(l) = last_frame {
                     r.gaps += m.header.frame.saturating_sub(l + 1);
@@ -229,62 +146,10 @@ async fn receive(
         }
         last_frame = Some(m.header.frame);
     }
-    if let Some((wall0, cpu0, faults0, switches0, busy0)) = started {
-        r.wall_ns = now_ns().saturating_sub(wall0);
-        r.cpu_ns = common::process_cpu_ns() - cpu0;
-        r.others_ns = (machine_busy_ns().saturating_sub(busy0)).saturating_sub(r.cpu_ns);
-        r.faults = minor_faults().saturating_sub(faults0);
-        r.switches = context_switches().saturating_sub(switches0);
+    if let Some(u) = started {
+        u.record_since(&mut r);
     }
     Ok(r)
-}
-
-/// Minor page faults of the whole process so far (`/proc/self/stat`, field 10).
-fn minor_faults() -> u64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(7)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
-/// CPU time all processes used so far (`/proc/stat`: every state but idle and iowait),
-/// nanoseconds, at the clock tick's resolution.
-fn machine_busy_ns() -> u64 {
-    let ticks = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
-        let cpu = s.lines().next()?.strip_prefix("cpu ")?.to_owned();
-        let v: Vec<u64> = cpu
-            .split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        // user nice system idle iowait irq softirq steal (guest time is inside user)
-        Some(v.iter().take(8).sum::<u64>() - v.get(3)? - v.get(4)?)
-    });
-    // USER_HZ is 100 on Linux.
-    ticks.unwrap_or(0) * 10_000_000
-}
-
-/// Context switches (voluntary and not) of the process's live threads so far.
-fn context_switches() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .flat_map(|s| {
-            s.lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
 }
 
 /// A bare tokio-tungstenite server: every connection is sent `message` back to back; the
@@ -363,8 +228,7 @@ struct Net {
     clients: Runtime,
     bridge_addr: SocketAddr,
     metrics: Arc<camring_bridge::metrics::Metrics>,
-    stop_bridge: tokio::sync::oneshot::Sender<()>,
-    bridge_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    bridge: Running,
 }
 
 struct Bench {
@@ -373,41 +237,15 @@ struct Bench {
     net: Net,
 }
 
-fn main() -> Result<()> {
-    let full = common::full_run();
-    let p = if full {
-        common::catch_interrupts();
-        Params {
-            size: (1280, 720),
-            warmup_rounds: 2,
-            rounds: 12,
-            run: Duration::from_millis(1500),
-            settle: Duration::from_millis(300),
-            rates: vec![30.0, 60.0],
-            clients: vec![1, 50],
-            passes: 2,
-            case: Duration::from_secs(8),
-            case_warmup: Duration::from_secs(1),
-        }
-    } else {
-        Params {
-            size: (64, 48),
-            warmup_rounds: 0,
-            rounds: 1,
-            run: Duration::from_millis(100),
-            settle: Duration::from_millis(20),
-            rates: vec![30.0, 60.0],
-            clients: vec![1, 4],
-            passes: 1,
-            case: Duration::from_millis(150),
-            case_warmup: Duration::from_millis(50),
-        }
+/// Runs the benchmark: in full under `cargo bench` (`--bench`), else a smoke run.
+pub fn main() -> Result<()> {
+    let t = Timing::get(2, 12, [100, 20, 150, 50])?;
+    let p = Params {
+        rates: vec![30.0, 60.0],
+        clients: if t.full { vec![1, 50] } else { vec![1, 4] },
+        passes: if t.full { 2 } else { 1 },
+        t,
     };
-    println!("Machine: {}", common::machine());
-    if !full {
-        println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
-    }
-    println!();
     let mut bench = Bench::new(&p)?;
     let result = bench.run();
     let stopped = bench.stop();
@@ -416,33 +254,18 @@ fn main() -> Result<()> {
 
 impl Bench {
     fn new(p: &Params) -> Result<Bench> {
-        let (w, h) = p.size;
-        let src = JpegSource::new(CAMERAS, w, h, QUALITY, FRAME)?;
-        let name = common::ring_name("ws");
-        let guard = RingGuard(name.clone());
-        let writer = Writer::create(&name, &src.ring_config(SLOTS))?;
-        let server = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("bench-server")
-            .enable_all()
-            .build()?;
-        let client1 = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let clients = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("bench-clients")
-            .enable_all()
-            .build()?;
+        let ring = Ring::create("ws", p.t.size)?;
+        let (name, src) = (ring.name().to_owned(), &ring.src);
+        let (w, h) = p.t.size;
+        let server = super::runtime("bench-server")?;
+        let client1 = super::current_thread()?;
+        let clients = super::runtime("bench-clients")?;
         let mut config = WsConfig::new(name);
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let bridge = server.block_on(WsBridge::bind(config))?;
         let bridge_addr = bridge.local_addr()?;
         let metrics = bridge.metrics();
-        let (stop_bridge, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let bridge_task = server.spawn(bridge.run(async move {
-            let _ = stop_rx.await;
-        }));
+        let bridge = Running::spawn(&server, move |stop| bridge.run(stop));
         println!(
             "{CAMERAS} × {w}×{h} JPEG q{QUALITY} (synthetic pattern, made once; every publish \
              re-stamped): JPEGs {} bytes, {} bytes of payload per message; ring of {SLOTS} \
@@ -456,19 +279,14 @@ impl Bench {
         );
         Ok(Bench {
             p: p.clone(),
-            ring: Ring {
-                src,
-                writer,
-                _guard: guard,
-            },
+            ring,
             net: Net {
                 server,
                 client1,
                 clients,
                 bridge_addr,
                 metrics,
-                stop_bridge,
-                bridge_task,
+                bridge,
             },
         })
     }
@@ -482,11 +300,7 @@ impl Bench {
     /// Stops the bridge (closing its clients) and its ring thread.
     fn stop(self) -> Result<()> {
         let Bench { net, ring, .. } = self;
-        let _ = net.stop_bridge.send(());
-        net.server
-            .block_on(net.bridge_task)
-            .context("bridge task")?
-            .context("bridge")?;
+        net.bridge.stop(&net.server)?;
         net.server.shutdown_timeout(Duration::from_secs(1));
         drop(ring);
         Ok(())
@@ -511,18 +325,7 @@ impl Bench {
                 }
             })
         })?;
-        let m = wire::parse(&message).map_err(|e| anyhow!("bad message: {e}"))?;
-        ensure!(m.cameras.len() == CAMERAS, "{} cameras", m.cameras.len());
-        for (c, cam) in m.cameras.iter().enumerate() {
-            ensure!(
-                cam.payload == self.ring.src.jpegs[c].as_slice(),
-                "camera {c}: the bridge did not forward the ring's JPEG as it is"
-            );
-            ensure!(
-                cam.info.flags & CAM_REENCODED == 0,
-                "camera {c}: re-encoded"
-            );
-        }
+        self.ring.src.check_forwarded(&message)?;
         println!(
             "Check: a bridge message carries the ring's 4 JPEGs byte for byte ({} bytes, \
              forwarded, not re-encoded); the bare servers send this very message.\n",
@@ -555,7 +358,7 @@ impl Bench {
             "bare tokio-tungstenite, default socket",
         ];
         let n = labels.len();
-        let mut total: Vec<Recv> = (0..n).map(|_| Recv::new()).collect();
+        let mut total: Vec<Recv> = (0..n).map(|_| Recv::new(0)).collect();
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut cores: Vec<Vec<f64>> = vec![Vec::new(); n];
         let mut others: Vec<Vec<f64>> = vec![Vec::new(); n];
@@ -568,9 +371,9 @@ impl Bench {
         let mut producer_wall = 0u64;
         let mut order = Order::new(0x5eed_0fb1_d9e5);
         let counts0 = Counts::of(&self.net.metrics);
-        for round in 0..p.warmup_rounds + p.rounds {
-            common::check_interrupt()?;
-            let measured = round >= p.warmup_rounds;
+        for round in 0..p.t.warmup_rounds + p.t.rounds {
+            kit::check_interrupt()?;
+            let measured = round >= p.t.warmup_rounds;
             let mut round_rate = vec![0.0; n];
             let mut round_cpu = vec![0.0; n];
             let vs = order.shuffled(n);
@@ -583,8 +386,8 @@ impl Bench {
                         self.ring.with_producer(Pace::Ahead(AHEAD), &gate, || {
                             net.client1.block_on(async {
                                 let ws = connect(net.bridge_addr).await?;
-                                let from = Instant::now() + p.settle;
-                                receive(ws, Stamps::Header, Some(&g), from, from + p.run).await
+                                let from = Instant::now() + p.t.settle;
+                                receive(ws, Stamps::Header, Some(&g), from, from + p.t.run).await
                             })
                         })?;
                     (r, Some(produced))
@@ -594,8 +397,8 @@ impl Bench {
                     let addr = bare_addrs[v - 1];
                     let r = self.net.client1.block_on(async {
                         let ws = connect(addr).await?;
-                        let from = Instant::now() + p.settle;
-                        receive(ws, Stamps::Channel(rx), None, from, from + p.run).await
+                        let from = Instant::now() + p.t.settle;
+                        receive(ws, Stamps::Channel(rx), None, from, from + p.t.run).await
                     })?;
                     (r, None)
                 };
@@ -613,7 +416,7 @@ impl Bench {
                     if let Some(pr) = produced {
                         producer.published += pr.published;
                         producer.cpu_ns += pr.cpu_ns;
-                        producer_wall += (p.settle + p.run).as_nanos() as u64;
+                        producer_wall += (p.t.settle + p.t.run).as_nanos() as u64;
                     }
                 }
             }
@@ -633,10 +436,10 @@ impl Bench {
              multi-frames ahead of the bridge's client. Latency: bridge `send_ns` (stamped \
              before building the message) → received and parsed; bare: the server starting \
              `send` → received and parsed.\n",
-            p.rounds,
-            p.warmup_rounds,
-            p.run.as_secs_f64(),
-            p.settle.as_secs_f64()
+            p.t.rounds,
+            p.t.warmup_rounds,
+            p.t.run.as_secs_f64(),
+            p.t.settle.as_secs_f64()
         );
         let mut t = Table::new(&[
             "variant",
@@ -658,7 +461,6 @@ impl Bench {
         for v in 0..n {
             let r = &total[v];
             let mean_size = r.bytes as f64 / r.messages.max(1) as f64;
-            let rate = median(&rates[v]);
             let bridge_only = |h: &Histogram<u64>, q: f64| {
                 if v == 0 {
                     fmt_ns(h.value_at_quantile(q) as f64)
@@ -666,15 +468,9 @@ impl Bench {
                     "-".to_owned()
                 }
             };
-            t.row(vec![
-                labels[v].to_owned(),
-                format!("{rate:.0}"),
-                format!("{:.0}", rate * mean_size / 1e6),
-                rates[v]
-                    .iter()
-                    .map(|x| format!("{x:.0}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+            let mut row = vec![labels[v].to_owned()];
+            row.extend(rate_cells(&rates[v], mean_size));
+            row.extend([
                 format!("{:.2}", median(&cores[v])),
                 format!("{:.2}", median(&others[v])),
                 fmt_ns(median(&cpu_per_msg[v])),
@@ -687,15 +483,9 @@ impl Bench {
                 bridge_only(&r.capture, 0.5),
                 bridge_only(&r.capture, 0.99),
             ]);
+            t.row(row);
         }
         t.print();
-        let range = |xs: &[f64]| {
-            format!(
-                "{:.3}–{:.3}",
-                xs.iter().copied().fold(f64::INFINITY, f64::min),
-                xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-            )
-        };
         println!(
             "bridge / bare (bridge's socket options), messages/s: median of the {} per-round \
              ratios **{:.3}** (goal ≥ 0.9), range {}; ratio of the medians {:.3}",
@@ -768,7 +558,7 @@ impl Bench {
                 idx.reverse();
             }
             for i in idx {
-                common::check_interrupt()?;
+                kit::check_interrupt()?;
                 let (fps, n) = cases[i];
                 results[i].push(self.case(fps, n)?);
             }
@@ -784,8 +574,8 @@ impl Bench {
              per camera image (capture) or per message (publish, send), over all clients and \
              passes.\n",
             p.passes,
-            p.case.as_secs_f64(),
-            p.case_warmup.as_secs_f64()
+            p.t.case.as_secs_f64(),
+            p.t.case_warmup.as_secs_f64()
         );
         let mut t = Table::new(&[
             "fps",
@@ -820,13 +610,13 @@ impl Bench {
         ]);
         for (i, runs) in results.iter().enumerate() {
             let (fps, n) = cases[i];
-            let mut all = Recv::new();
+            let mut all = Recv::new(0);
             let mut client_fps = Vec::new();
             let (mut dropped, mut late) = (0, 0);
             let mut cpu = Vec::new();
             let mut other = Vec::new();
             for (k, c) in runs.iter().enumerate() {
-                let mut pass = Recv::new();
+                let mut pass = Recv::new(0);
                 let fpss: Vec<f64> = c.recvs.iter().map(Recv::fps).collect();
                 for r in &c.recvs {
                     pass.add(r)?;
@@ -894,31 +684,16 @@ impl Bench {
                     let conns =
                         futures_util::future::join_all((0..n).map(|_| connect(net.bridge_addr)))
                             .await;
-                    let from = Instant::now() + p.case_warmup;
-                    let until = from + p.case;
+                    let from = Instant::now() + p.t.case_warmup;
+                    let until = from + p.t.case;
                     let mut tasks = Vec::new();
                     for ws in conns {
                         let ws = ws?;
                         tasks.push(tokio::spawn(receive(ws, Stamps::Header, None, from, until)));
                     }
-                    tokio::time::sleep_until(from).await;
-                    let c0 = Counts::of(&net.metrics);
-                    let (cpu0, wall0, busy0) =
-                        (common::process_cpu_ns(), now_ns(), machine_busy_ns());
-                    tokio::time::sleep_until(until).await;
-                    let counts = Counts::of(&net.metrics).since(c0);
-                    let cpu = common::process_cpu_ns() - cpu0;
-                    let wall = now_ns().saturating_sub(wall0).max(1) as f64;
-                    let others =
-                        machine_busy_ns().saturating_sub(busy0).saturating_sub(cpu) as f64 / wall;
-                    let cores = (cpu as f64 / wall, others);
-                    let mut recvs = Vec::new();
-                    for t in tasks {
-                        let r = t.await.context("client task")??;
-                        ensure!(r.messages > 0, "a client received no frame");
-                        recvs.push(r);
-                    }
-                    Ok((recvs, counts, cores))
+                    let (recvs, c0, c1, cores) =
+                        measure_clients(tasks, from, until, || Counts::of(&net.metrics)).await?;
+                    Ok((recvs, c1.since(c0), cores))
                 })
             })?;
         Ok(Case {

@@ -20,10 +20,8 @@
 //!    seconds each: `published_ns` of each `TickReport` minus the `capture_ns` of each
 //!    fresh image in it, and minus the tick's time (`tick_ns`).
 //!
-//! `cargo bench --bench sync` runs the full benchmark; without `--bench` (as under
+//! `cargo bench -p camring-producer --bench sync` runs the full benchmark; without `--bench` (as under
 //! `cargo test --all-targets`) a smoke run with tiny images checks that everything works.
-
-mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +36,7 @@ use camring_protocol::layout::{CameraEntry, CameraLayout};
 use camring_protocol::pattern::{self, Geometry};
 use camring_protocol::PixelFormat;
 use camring_shm::clock::now_ns;
-use common::{fmt_ns, median, RingGuard, Table};
+use camring_testkit::{self as kit, fmt_ns, median, RingGuard, Table};
 use hdrhistogram::Histogram;
 use rayon::prelude::*;
 
@@ -63,9 +61,8 @@ struct Params {
 }
 
 fn main() -> Result<()> {
-    let full = common::full_run();
+    let full = kit::Run::get()?.full();
     let p = if full {
-        common::catch_interrupts();
         Params {
             picks: 200_000,
             ring_sizes: vec![(64, 48), (1280, 720)],
@@ -92,7 +89,7 @@ fn main() -> Result<()> {
             warmup_ticks: 1,
         }
     };
-    println!("Machine: {}", common::machine());
+    println!("Machine: {}", kit::Machine::this());
     if !full {
         println!("(SMOKE RUN: tiny images, short runs, figures meaningless)");
     }
@@ -137,11 +134,11 @@ fn bench_pick(p: &Params) -> Result<()> {
         "pick, 4 fresh images",
         "pick, 4 repeated images",
     ];
-    let mut hist: Vec<Histogram<u64>> = labels.iter().map(|_| common::histogram()).collect();
+    let mut hist: Vec<Histogram<u64>> = labels.iter().map(|_| kit::histogram()).collect();
     let mut kinds = [0u64; 3]; // fresh, repeated, missing picks seen
     for i in 0..p.picks * 3 {
         if i % 10_000 == 0 {
-            common::check_interrupt()?;
+            kit::check_interrupt()?;
         }
         let v = i % 3;
         if v == 1 {
@@ -152,7 +149,7 @@ fn bench_pick(p: &Params) -> Result<()> {
         let t = Instant::now();
         let frame = if v == 0 { None } else { Some(sync.pick(tick)) };
         let ns = t.elapsed().as_nanos() as u64;
-        common::record(&mut hist[v], ns);
+        kit::record(&mut hist[v], ns);
         if let Some(frame) = frame {
             for pick in &frame.picks {
                 kinds[match pick {
@@ -180,15 +177,11 @@ fn bench_pick(p: &Params) -> Result<()> {
     );
     let mut t = Table::new(&["what", "p50", "p90", "p99", "p99.9", "min", "mean"]);
     for (v, h) in hist.iter().enumerate() {
-        t.row(vec![
-            labels[v].to_owned(),
-            fmt_ns(h.value_at_quantile(0.5) as f64),
-            fmt_ns(h.value_at_quantile(0.9) as f64),
-            fmt_ns(h.value_at_quantile(0.99) as f64),
-            fmt_ns(h.value_at_quantile(0.999) as f64),
-            fmt_ns(h.min() as f64),
-            fmt_ns(h.mean()),
-        ]);
+        let mut row = vec![labels[v].to_owned()];
+        row.extend(kit::quantiles(h, &[0.5, 0.9, 0.99, 0.999]));
+        row.push(fmt_ns(h.min() as f64));
+        row.push(fmt_ns(h.mean()));
+        t.row(row);
     }
     t.print();
     Ok(())
@@ -258,7 +251,7 @@ fn signed_ns(ns: f64) -> String {
 }
 
 fn bench_ring(p: &Params, w: u32, h: u32) -> Result<()> {
-    let name = common::ring_name("sync-ring");
+    let name = kit::ring_name("sync-ring");
     let _guard = RingGuard(name.clone());
     let stride = w * 3;
     let g = Geometry::new(PixelFormat::Rgb8, w, h, stride as usize).expect("geometry");
@@ -328,18 +321,18 @@ fn bench_ring(p: &Params, w: u32, h: u32) -> Result<()> {
         "RingOutput::write, native ring (rayon, into the slot)",
     ];
     let n = labels.len();
-    let mut hist: Vec<Histogram<u64>> = labels.iter().map(|_| common::histogram()).collect();
+    let mut hist: Vec<Histogram<u64>> = labels.iter().map(|_| kit::histogram()).collect();
     let mut round_diff = Vec::new();
-    let mut order = common::Order::new(0x9e37_79b9_7f4a_7c15);
+    let mut order = kit::Order::new(0x9e37_79b9_7f4a_7c15);
     for round in 0..p.warmup_rounds + p.rounds {
-        common::check_interrupt()?;
+        kit::check_interrupt()?;
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];
         for _ in 0..p.per_round {
             for v in order.shuffled(n) {
                 let ns = b.once(v)?;
                 samples[v].push(ns as f64);
                 if round >= p.warmup_rounds {
-                    common::record(&mut hist[v], ns);
+                    kit::record(&mut hist[v], ns);
                 }
             }
         }
@@ -361,30 +354,23 @@ fn bench_ring(p: &Params, w: u32, h: u32) -> Result<()> {
         p.rounds, p.per_round, stats.frames, stats.dropped
     );
     let base = hist[0].value_at_quantile(0.5) as f64;
-    let mut t = Table::new(&[
-        "variant",
-        "p50",
-        "p90",
-        "p99",
-        "min",
-        "GB/s at p50",
-        "p50 − memcpy p50",
-    ]);
+    let head = [
+        &["variant"][..],
+        &kit::SPREAD,
+        &["GB/s at p50", "p50 − memcpy p50"],
+    ];
+    let mut t = Table::new(&head.concat());
     for (v, h) in hist.iter().enumerate() {
         let p50 = h.value_at_quantile(0.5) as f64;
-        t.row(vec![
-            labels[v].to_owned(),
-            fmt_ns(p50),
-            fmt_ns(h.value_at_quantile(0.9) as f64),
-            fmt_ns(h.value_at_quantile(0.99) as f64),
-            fmt_ns(h.min() as f64),
-            format!("{:.2}", bytes as f64 / p50),
-            if v == 0 {
-                "-".to_owned()
-            } else {
-                signed_ns(p50 - base)
-            },
-        ]);
+        let mut row = vec![labels[v].to_owned()];
+        row.extend(kit::spread(h));
+        row.push(format!("{:.2}", bytes as f64 / p50));
+        row.push(if v == 0 {
+            "-".to_owned()
+        } else {
+            signed_ns(p50 - base)
+        });
+        t.row(row);
     }
     t.print();
     println!(
@@ -419,7 +405,7 @@ struct GroupResult {
 }
 
 fn run_group(p: &Params, format: RingFormat) -> Result<GroupResult> {
-    let name = common::ring_name("sync-group");
+    let name = kit::ring_name("sync-group");
     let _guard = RingGuard(name.clone());
     let (w, h) = p.group_size;
     let synthetic = SourceSpec::Synthetic(SyntheticSpec {
@@ -445,9 +431,9 @@ fn run_group(p: &Params, format: RingFormat) -> Result<GroupResult> {
     let stop = Stop::new();
     let mut r = GroupResult {
         ticks: 0,
-        capture_to_publish: common::histogram(),
-        capture_to_tick: common::histogram(),
-        tick_to_publish: common::histogram(),
+        capture_to_publish: kit::histogram(),
+        capture_to_tick: kit::histogram(),
+        tick_to_publish: kit::histogram(),
         fresh: 0,
         repeated: 0,
         missing: 0,
@@ -461,7 +447,7 @@ fn run_group(p: &Params, format: RingFormat) -> Result<GroupResult> {
     let mut seen = 0u64;
     let mut measuring: Option<(Instant, u64, u64)> = None; // start, cpu, missed
     loop {
-        common::check_interrupt()?;
+        kit::check_interrupt()?;
         let Some(report) = group.tick(&stop)? else {
             bail!("group stopped");
         };
@@ -474,16 +460,11 @@ fn run_group(p: &Params, format: RingFormat) -> Result<GroupResult> {
         if seen <= p.warmup_ticks {
             continue;
         }
-        let (start, _, _) = *measuring.get_or_insert_with(|| {
-            (
-                Instant::now(),
-                common::process_cpu_ns(),
-                group.missed_ticks(),
-            )
-        });
+        let (start, _, _) = *measuring
+            .get_or_insert_with(|| (Instant::now(), kit::process_cpu_ns(), group.missed_ticks()));
         r.ticks += 1;
         let f = &report.frame;
-        common::record(
+        kit::record(
             &mut r.tick_to_publish,
             report.published_ns.saturating_sub(f.tick_ns),
         );
@@ -491,11 +472,11 @@ fn run_group(p: &Params, format: RingFormat) -> Result<GroupResult> {
             match pick {
                 Pick::Fresh(image) => {
                     r.fresh += 1;
-                    common::record(
+                    kit::record(
                         &mut r.capture_to_publish,
                         report.published_ns.saturating_sub(image.capture_ns),
                     );
-                    common::record(
+                    kit::record(
                         &mut r.capture_to_tick,
                         f.tick_ns.saturating_sub(image.capture_ns),
                     );
@@ -510,7 +491,7 @@ fn run_group(p: &Params, format: RingFormat) -> Result<GroupResult> {
     }
     let (start, cpu0, missed0) = measuring.expect("measured");
     let wall = start.elapsed();
-    r.cpu_cores = (common::process_cpu_ns() - cpu0) as f64 / wall.as_nanos() as f64;
+    r.cpu_cores = (kit::process_cpu_ns() - cpu0) as f64 / wall.as_nanos() as f64;
     r.fps = r.ticks.saturating_sub(1) as f64 / wall.as_secs_f64();
     r.missed_ticks = group.missed_ticks() - missed0;
     r.dropped = group.ring_stats()[0].1.dropped;
@@ -574,9 +555,9 @@ fn bench_group(p: &Params) -> Result<()> {
         "CPU (cores)",
     ]);
     for (f, runs) in results.iter().enumerate() {
-        let mut c2p = common::histogram();
-        let mut c2t = common::histogram();
-        let mut t2p = common::histogram();
+        let mut c2p = kit::histogram();
+        let mut c2t = kit::histogram();
+        let mut t2p = kit::histogram();
         let (mut ticks, mut fresh, mut rep, mut miss, mut missed) = (0, 0, 0, 0, 0);
         let mut consecutive = true;
         for (i, r) in runs.iter().enumerate() {
