@@ -1,18 +1,18 @@
 //! `quality=auto` end to end: a client that reads too slowly is stepped down (quality, then
 //! size) by the server without reconnecting, and stepped back up once it keeps up. Real
-//! producer and bridge processes; the client is a tokio-tungstenite socket with a small
-//! receive buffer, and every image it gets is verified.
+//! producer and bridge processes; the client is camring-client's WebSocket connection with
+//! a small receive buffer, and every image it gets is verified.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use camring_protocol::control::{CameraDescription, ServerMessage};
+use camring_client::ws::{WsClient, WsTarget};
+use camring_client::{Link, Received};
+use camring_protocol::control::{CameraDescription, ServerMessage, SettingsUpdate};
 use camring_protocol::wire;
 use camring_reader::{Verdict, Verifier};
 use common::*;
-use futures_util::StreamExt;
-use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Debug, Default)]
 struct Seen {
@@ -43,31 +43,31 @@ fn auto_quality_steps_down_for_a_slow_client_and_back_up() {
     );
     let bridge = Bridge::start(&ring, &[]);
     let url = bridge.ws_url("/ws?quality=auto");
-    let addr = bridge.addr;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let (slow, fast) = rt.block_on(async move {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        // A receive buffer of a few frames, so reading slowly is felt by the server soon
-        // (much smaller ones make loopback TCP itself stall on delayed ACKs).
-        socket.set_recv_buffer_size(256 * 1024).unwrap();
-        let tcp = socket.connect(addr).await.unwrap();
-        let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+        let client = WsClient {
+            target: WsTarget::new(&url, None, &SettingsUpdate::default()).unwrap(),
+            // A receive buffer of a few frames, so reading slowly is felt by the server
+            // soon (much smaller ones make loopback TCP itself stall on delayed ACKs).
+            rcvbuf: Some(256 * 1024),
+        };
+        let mut ws = client.open().await.expect("connected");
         let mut verifier = Verifier::new();
         let mut cameras: Vec<CameraDescription> = Vec::new();
-        let mut read = |seen: &mut Seen, message: Message| -> bool {
-            match message {
-                Message::Text(text) => match ServerMessage::from_json(&text) {
+        let mut read = |seen: &mut Seen, received: Received| -> bool {
+            match received {
+                Received::Text(text) => match ServerMessage::from_json(&text) {
                     Ok(ServerMessage::Stats(s)) => {
                         seen.qualities.extend(s.connection.quality);
                     }
                     Ok(ServerMessage::State(s)) => cameras = s.cameras,
                     _ => {}
                 },
-                Message::Binary(bytes) => {
-                    let m = wire::parse(&bytes).expect("a valid message");
+                Received::Message { data, .. } => {
+                    let m = wire::parse(&data).expect("a valid message");
                     for c in &m.cameras {
                         if c.info.camera_id == 0 {
                             seen.widths.push(c.info.width);
@@ -81,7 +81,6 @@ fn auto_quality_steps_down_for_a_slow_client_and_back_up() {
                     }
                     return true;
                 }
-                _ => {}
             }
             false
         };
@@ -89,7 +88,7 @@ fn auto_quality_steps_down_for_a_slow_client_and_back_up() {
         let mut slow = Seen::default();
         let end = Instant::now() + Duration::from_secs(12);
         while Instant::now() < end {
-            let message = ws.next().await.expect("open").expect("no error");
+            let message = ws.recv().await.expect("open");
             if read(&mut slow, message) {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -100,7 +99,7 @@ fn auto_quality_steps_down_for_a_slow_client_and_back_up() {
         let low_width = slow.widths.iter().copied().min().unwrap_or(640);
         let end = Instant::now() + Duration::from_secs(40);
         while Instant::now() < end {
-            let message = ws.next().await.expect("open").expect("no error");
+            let message = ws.recv().await.expect("open");
             read(&mut fast, message);
             let raised_quality = fast.qualities.last().is_some_and(|&q| q > low);
             let raised_size = fast.widths.last().is_some_and(|&w| w > low_width);
