@@ -5,8 +5,8 @@
 //! cameras, publishing 4 JPEGs (q80, 4:2:0) made once from the synthetic pattern, every
 //! publish re-stamped (`capture_ns` = `tick_ns` = the time the publish starts). The bridge
 //! runs in the same process on its own tokio runtime (2 worker threads, as `camring
-//! bridge ws` runs it) and reads the ring like any reader; clients are tokio-tungstenite
-//! connections over loopback on another runtime, each parsing every binary message with
+//! bridge ws` runs it) and reads the ring like any reader; clients are `camring view`'s
+//! WebSocket connections (`camring_client::ws`) over loopback on another runtime, each parsing every binary message with
 //! `camring_protocol::wire::parse`. All timestamps are `camring_shm::clock::now_ns`.
 //!
 //! A. Throughput, one client taking messages as fast as it can, variants interleaved in a
@@ -46,20 +46,21 @@ use super::{
     measure_clients, range, rate_cells, Gate, Pace, Produced, Recv, Ring, Running, Timing, Usage,
     CAMERAS, QUALITY, SLOTS,
 };
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use bytes::Bytes;
 use camring_bridge::{WsBridge, WsConfig};
+use camring_client::ws::{WsClient, WsLink, WsTarget};
+use camring_client::{ConnectFailure, Link, Received};
 use camring_protocol::wire;
 use camring_shm::clock::now_ns;
 use camring_testkit::{self as kit, fmt_ns, median, Order, Table};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use hdrhistogram::Histogram;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How many multi-frames the producer may publish beyond what the client received (A).
 const AHEAD: u64 = 2;
@@ -75,7 +76,7 @@ struct Params {
 
 // ---------------------------------------------------------------- setup
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WsLink;
 
 /// Where a received message's send time comes from.
 #[derive(Debug)]
@@ -86,11 +87,17 @@ enum Stamps {
     Channel(mpsc::UnboundedReceiver<u64>),
 }
 
+/// `camring view`'s WebSocket connection (camring-client), to the bridge or a bare server.
 async fn connect(addr: SocketAddr) -> Result<Ws> {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+    let client = WsClient {
+        target: WsTarget::new(&format!("ws://{addr}/ws"), None, &Default::default())
+            .map_err(anyhow::Error::msg)?,
+        rcvbuf: None,
+    };
+    client
+        .open()
         .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    Ok(ws)
+        .map_err(|e| anyhow!("connecting to {addr}: {}", e.describe()))
 }
 
 /// Receives until `until`, recording what arrives from `from` on.
@@ -106,19 +113,16 @@ async fn receive(
     // What the process and the machine used at the first message measured.
     let mut started: Option<Usage> = None;
     loop {
-        let message = match tokio::time::timeout_at(until, ws.next()).await {
+        let received = match tokio::time::timeout_at(until, ws.recv()).await {
             Err(_) => break,
-            Ok(None) => bail!("the server closed the connection"),
-            Ok(Some(m)) => m.context("receiving")?,
+            Ok(r) => r.map_err(|e| anyhow!("the connection ended: {e}"))?,
         };
-        let now = now_ns();
-        let bytes = match message {
-            Message::Binary(b) => b,
-            Message::Text(_) => {
+        let (bytes, now) = match received {
+            Received::Message { data, received_ns } => (data, received_ns),
+            Received::Text(_) => {
                 r.texts += 1;
                 continue;
             }
-            _ => continue,
         };
         let m = wire::parse(&bytes).map_err(|e| anyhow!("bad message: {e}"))?;
         let sent = match &mut stamps {
@@ -315,12 +319,12 @@ impl Bench {
             net.client1.block_on(async {
                 let mut ws = connect(net.bridge_addr).await?;
                 loop {
-                    let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                    let m = tokio::time::timeout(Duration::from_secs(5), ws.recv())
                         .await
                         .context("no frame from the bridge within 5 s")?
-                        .context("connection closed")??;
-                    if let Message::Binary(b) = m {
-                        return Ok::<_, anyhow::Error>(b);
+                        .map_err(anyhow::Error::msg)?;
+                    if let Received::Message { data, .. } = m {
+                        return Ok::<_, anyhow::Error>(data);
                     }
                 }
             })
