@@ -6,24 +6,26 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 use crate::support::*;
 
-/// Connects a client per query, lets each get a few frames, then reads `/metrics` before and
-/// after `window` while they all keep reading (and checking) at full rate.
+/// Connects a client per query, lets each get a few frames, then reads `/metrics` before,
+/// and again until the bridge has read `frames` more frames from the ring (or `within`
+/// passed), while the clients all keep reading (and checking) at full rate.
 async fn metrics_around(
     addr: std::net::SocketAddr,
     queries: &[&'static str],
-    window: Duration,
+    frames: f64,
+    within: Duration,
 ) -> (Vec<Checker>, HashMap<String, f64>, HashMap<String, f64>) {
-    let ready = Arc::new(AtomicU64::new(0));
+    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel::<()>();
     let stop = Arc::new(AtomicU64::new(0));
     let tasks = spawn_clients(&tokio::runtime::Handle::current(), addr, queries, {
-        let (ready, stop) = (Arc::clone(&ready), Arc::clone(&stop));
+        let stop = Arc::clone(&stop);
         move |_, mut c, mut ws| {
-            let (ready, stop) = (Arc::clone(&ready), Arc::clone(&stop));
+            let (ready_tx, stop) = (ready_tx.clone(), Arc::clone(&stop));
             async move {
                 for _ in 0..3 {
                     next_frame(&mut ws, &mut c).await;
                 }
-                ready.fetch_add(1, Ordering::Relaxed);
+                let _ = ready_tx.send(());
                 while stop.load(Ordering::Relaxed) == 0 {
                     read_until(&mut ws, &mut c, Instant::now() + Duration::from_millis(100)).await;
                 }
@@ -32,14 +34,22 @@ async fn metrics_around(
             }
         }
     });
-    let deadline = Instant::now() + PATIENCE;
-    while ready.load(Ordering::Relaxed) < queries.len() as u64 {
-        assert!(Instant::now() < deadline, "clients got no frames");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    for _ in queries {
+        tokio::time::timeout(PATIENCE, ready.recv())
+            .await
+            .expect("clients got no frames")
+            .expect("a client ended before its frames");
     }
     let before = bridge_metrics(addr, None).await;
-    tokio::time::sleep(window).await;
-    let after = bridge_metrics(addr, None).await;
+    let end = Instant::now() + within;
+    let read = "camring_bridge_frames_read_total";
+    let after = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = bridge_metrics(addr, None).await;
+        if delta(&before, &now, read) >= frames || Instant::now() >= end {
+            break now;
+        }
+    };
     stop.store(1, Ordering::Relaxed);
     let mut clients = Vec::new();
     for t in tasks {
@@ -78,7 +88,7 @@ fn encodes_grow_with_distinct_settings_not_with_clients() {
         ("10 clients, 1 setting", &same, 0.8, 1.2),
         ("10 clients, 3 settings", &spread, 2.5, 3.6),
     ] {
-        let (clients, before, after) = rt.block_on(metrics_around(addr, queries, WINDOW));
+        let (clients, before, after) = rt.block_on(metrics_around(addr, queries, 80.0, WINDOW));
         let read = delta(&before, &after, "camring_bridge_frames_read_total");
         let encodes = delta(&before, &after, "camring_bridge_encodes_total");
         let forwarded = delta(&before, &after, "camring_bridge_forwarded_total");
@@ -133,7 +143,7 @@ fn jpeg_ring_at_default_quality_is_forwarded_as_is() {
     // One variant (the default quality, no size limit) whatever the cameras asked for.
     let queries = ["", "", "", "?quality=80", "?cameras=1", "?cameras=0,1"];
     let (clients, before, after) =
-        runtime().block_on(metrics_around(addr, &queries, Duration::from_secs(4)));
+        runtime().block_on(metrics_around(addr, &queries, 60.0, Duration::from_secs(4)));
     let read = delta(&before, &after, "camring_bridge_frames_read_total");
     let encodes = delta(&before, &after, "camring_bridge_encodes_total");
     let forwarded = delta(&before, &after, "camring_bridge_forwarded_total");

@@ -6,6 +6,33 @@ use tokio::net::TcpStream;
 use crate::common::*;
 use crate::support::*;
 
+/// The ring's newest frame as `/healthz` reports it (`None` before the bridge saw one).
+async fn healthz_frame(addr: std::net::SocketAddr) -> Option<u64> {
+    let h = http_get(addr, "/healthz", &[]).await.expect("healthz");
+    let v: serde_json::Value = serde_json::from_slice(&h.body).expect("JSON");
+    v["frame"].as_u64()
+}
+
+/// Waits (polling `/healthz`, at most `deadline`) until the ring's newest frame is past
+/// `frame`; panics with `what` otherwise.
+async fn wait_for_frame_after(
+    addr: std::net::SocketAddr,
+    frame: Option<u64>,
+    deadline: Instant,
+    what: &str,
+) -> u64 {
+    loop {
+        if let Some(f) = healthz_frame(addr)
+            .await
+            .filter(|&f| frame.is_none_or(|n| f > n))
+        {
+            return f;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Checks a JPEG of camera `camera`: decodes to `width` × `height` and carries the camera's
 /// pattern; returns the sequence its code band names. At the ring's size the whole image is
 /// checked, downscaled its code band.
@@ -144,7 +171,14 @@ fn snapshots_and_mjpeg_carry_the_cameras_patterns() {
             sequences.push(seq);
             // Several ring frames later (snapshot_is_never_older_than_the_newest_frame_when_asked
             // checks against the ring's own newest frame).
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            let frame: u64 = number(&r, "x-camring-frame");
+            wait_for_frame_after(
+                addr,
+                Some(frame + 2),
+                Instant::now() + PATIENCE,
+                "the ring made no newer frames",
+            )
+            .await;
         }
         assert!(
             sequences.windows(2).all(|w| w[1] > w[0]),
@@ -221,20 +255,10 @@ fn snapshot_is_never_older_than_the_newest_frame_when_asked() {
         // loaded machine the producer's first publish can come after the bridge is up),
         // /healthz has no `frame` yet.
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let h = http_get(addr, "/healthz", &[]).await.expect("healthz");
-            let v: serde_json::Value = serde_json::from_slice(&h.body).expect("JSON");
-            if v["frame"].as_u64().is_some() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no frame in /healthz: {v}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_frame_after(addr, None, deadline, "no frame in /healthz").await;
         let mut stale = Vec::new();
         for _ in 0..5 {
-            let h = http_get(addr, "/healthz", &[]).await.expect("healthz");
-            let v: serde_json::Value = serde_json::from_slice(&h.body).expect("JSON");
-            let newest = v["frame"].as_u64().expect("the ring's newest frame");
+            let newest = healthz_frame(addr).await.expect("the ring's newest frame");
             let r = http_get(addr, "/snapshot/0.jpg", &[])
                 .await
                 .expect("snapshot");
@@ -243,7 +267,14 @@ fn snapshot_is_never_older_than_the_newest_frame_when_asked() {
             if frame < newest {
                 stale.push((newest, frame));
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // The next sample at another ring frame.
+            wait_for_frame_after(
+                addr,
+                Some(newest),
+                deadline,
+                "the ring made no newer frames",
+            )
+            .await;
         }
         assert!(
             stale.is_empty(),
