@@ -357,6 +357,20 @@ pub struct SettingsUpdate {
 }
 
 impl SettingsUpdate {
+    /// Takes every field `over` sets, keeping the others (a later update over an earlier).
+    pub fn overridden_by(mut self, over: &SettingsUpdate) -> SettingsUpdate {
+        let o = over.clone();
+        self.quality = o.quality.or(self.quality);
+        self.max_width = o.max_width.or(self.max_width);
+        self.max_height = o.max_height.or(self.max_height);
+        self.fps = o.fps.or(self.fps);
+        self.skip = o.skip.or(self.skip);
+        self.cameras = o.cameras.or(self.cameras);
+        self
+    }
+}
+
+impl SettingsUpdate {
     /// The settings a connection URL's query asks for, from its decoded `(name, value)`
     /// pairs: `quality`, `max_width`, `max_height`, `fps`, `skip`, `cameras` (as in JSON,
     /// with `cameras` written `all` or `0,2`). `token` is skipped (the adapter checks it);

@@ -104,7 +104,7 @@ impl QuicTarget {
             .ok_or_else(|| format!("{url}: expected quic://HOST:PORT"))?;
         let (authority, tail) = url::split_authority(rest);
         let query = tail.split_once('?').map_or("", |(_, q)| q);
-        let hp = HostPort::parse(authority, DEFAULT_PORT)
+        let hp = HostPort::parse(authority, Some(DEFAULT_PORT))
             .ok_or_else(|| format!("{url}: bad host or port (expected quic://HOST:PORT)"))?;
         let mut url_token = None;
         let mut pairs = Vec::new();
@@ -116,15 +116,9 @@ impl QuicTarget {
                 pairs.push((n, v));
             }
         }
-        let mut update = SettingsUpdate::from_query(pairs.iter().map(|(n, v)| (*n, v.as_str())))
-            .map_err(|e| format!("{url}: {e}"))?;
-        let s = settings.clone();
-        update.quality = s.quality.or(update.quality);
-        update.max_width = s.max_width.or(update.max_width);
-        update.max_height = s.max_height.or(update.max_height);
-        update.fps = s.fps.or(update.fps);
-        update.skip = s.skip.or(update.skip);
-        update.cameras = s.cameras.or(update.cameras);
+        let update = SettingsUpdate::from_query(pairs.iter().map(|(n, v)| (*n, v.as_str())))
+            .map_err(|e| format!("{url}: {e}"))?
+            .overridden_by(settings);
         Ok(QuicTarget {
             authority: hp.authority(),
             host: hp.host,

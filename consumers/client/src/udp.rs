@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 pub use camring_protocol::udp::client::{Client, ClientConfig, ClientStats, Event};
 pub use camring_protocol::udp::MAX_TOKEN_LEN;
 
+use crate::url::HostPort;
 use crate::{Connect, ConnectFailure, Link, Received};
 
 /// Receive buffer asked for a client's socket (capped by `net.core.rmem_max`).
@@ -69,18 +70,9 @@ pub fn authority(url: &str) -> Result<String, String> {
             "{url}: expected udp://HOST:PORT (settings and token are options, not part of the URL)"
         ));
     }
-    let has_port = match rest.rsplit_once(':') {
-        Some((host, port)) => {
-            !host.is_empty()
-                && (!host.contains(':') || host.ends_with(']'))
-                && port.parse::<u16>().is_ok()
-        }
-        None => false,
-    };
-    if !has_port {
-        return Err(format!("{url}: no port (expected udp://HOST:PORT)"));
-    }
-    Ok(rest.to_owned())
+    HostPort::parse(rest, None)
+        .map(|hp| hp.authority())
+        .ok_or_else(|| format!("{url}: no port (expected udp://HOST:PORT)"))
 }
 
 /// The subscribe request's settings (JSON, empty for none).
@@ -151,21 +143,27 @@ struct Shared {
     stop: AtomicBool,
 }
 
+impl State {
+    /// Queues `item`; a message replaces one still waiting at the back.
+    fn push(&mut self, item: Item) {
+        let message = |i: Option<&Item>| matches!(i, Some(Item::Event(Event::Message(_), _)));
+        if message(Some(&item)) && message(self.items.back()) {
+            self.items.pop_back();
+            self.replaced += 1;
+        }
+        self.items.push_back(item);
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere leaves counters and a queue, still consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[cfg(test)]
     fn push(&self, item: Item) {
-        let mut s = self.lock();
-        let message = |i: Option<&Item>| matches!(i, Some(Item::Event(Event::Message(_), _)));
-        if message(Some(&item)) && message(s.items.back()) {
-            s.items.pop_back();
-            s.replaced += 1;
-        }
-        s.items.push_back(item);
-        drop(s);
+        self.lock().push(item);
         self.ready.notify_one();
     }
 
@@ -189,13 +187,22 @@ impl Shared {
 }
 
 /// The receiving thread: sends what the subscriber asks, receives, runs its timers, until
-/// told to stop; then says goodbye.
+/// told to stop; then says goodbye. Per datagram it takes the lock once to handle it and
+/// once for the timers and requests; the socket's read timeout is set only when the wait
+/// for the next timer changes (in steady streaming it stays [`POLL`]).
 fn receive(shared: &Shared, socket: &std::net::UdpSocket) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut timeout = None;
     // Relaxed: the flag orders nothing else; the thread only has to see it eventually.
     while !shared.stop.load(Ordering::Relaxed) {
         let (sends, wake) = {
             let mut s = shared.lock();
+            let now = Instant::now();
+            let fired = s.client.poll_timeout().is_some_and(|t| t <= now);
+            if let Some(e) = fired.then(|| s.client.handle_timeout(now)).flatten() {
+                s.push(Item::Event(e, now_ns()));
+                shared.ready.notify_one();
+            }
             let sends: Vec<Vec<u8>> = std::iter::from_fn(|| s.client.poll_transmit()).collect();
             (sends, s.client.poll_timeout())
         };
@@ -208,35 +215,39 @@ fn receive(shared: &Shared, socket: &std::net::UdpSocket) {
         let wait = wake
             .map_or(POLL, |t| t.saturating_duration_since(now))
             .clamp(Duration::from_millis(1), POLL);
-        let _ = socket.set_read_timeout(Some(wait));
-        match socket.recv(&mut buf) {
+        if timeout != Some(wait) {
+            let _ = socket.set_read_timeout(Some(wait));
+            timeout = Some(wait);
+        }
+        let item = match socket.recv(&mut buf) {
             Ok(n) => {
-                let event = shared.lock().client.handle(Instant::now(), &buf[..n]);
-                if let Some(e) = event {
-                    shared.push(Item::Event(e, now_ns()));
+                let mut s = shared.lock();
+                if let Some(e) = s.client.handle(Instant::now(), &buf[..n]) {
+                    s.push(Item::Event(e, now_ns()));
+                    drop(s);
+                    shared.ready.notify_one();
                 }
+                None
             }
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                shared.push(Item::Unreachable(e.to_string()));
+                Some(Item::Unreachable(e.to_string()))
             }
             Err(e)
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => tracing::debug!("recv: {e}"),
-        }
-        let now = Instant::now();
-        let event = {
-            let mut s = shared.lock();
-            if s.client.poll_timeout().is_some_and(|t| t <= now) {
-                s.client.handle_timeout(now)
-            } else {
+                ) =>
+            {
+                None
+            }
+            Err(e) => {
+                tracing::debug!("recv: {e}");
                 None
             }
         };
-        if let Some(e) = event {
-            shared.push(Item::Event(e, now_ns()));
+        if let Some(item) = item {
+            shared.lock().push(item);
+            shared.ready.notify_one();
         }
     }
     let bye = shared.lock().client.close();

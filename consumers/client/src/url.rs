@@ -25,9 +25,9 @@ pub(crate) struct HostPort {
 }
 
 impl HostPort {
-    /// `HOST[:PORT]` or `[V6][:PORT]`, `default_port` if none; `None` if there is no host,
-    /// a user part, or a bad port.
-    pub fn parse(authority: &str, default_port: u16) -> Option<HostPort> {
+    /// `HOST[:PORT]` or `[V6][:PORT]`, `default_port` if none (`None`: a port is
+    /// required); `None` if there is no host, a user part, or a bad or missing port.
+    pub fn parse(authority: &str, default_port: Option<u16>) -> Option<HostPort> {
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (addr, after) = v6.split_once(']')?;
             let port = match after {
@@ -46,7 +46,7 @@ impl HostPort {
         }
         let port = match port {
             Some(p) => p.parse::<u16>().ok()?,
-            None => default_port,
+            None => default_port?,
         };
         Some(HostPort {
             host: host.to_owned(),
@@ -117,12 +117,14 @@ mod tests {
 
     #[test]
     fn hosts_and_ports() {
-        let hp = |a: &str| HostPort::parse(a, 80).map(|h| h.authority());
+        let hp = |a: &str| HostPort::parse(a, Some(80)).map(|h| h.authority());
         assert_eq!(hp("h:1").as_deref(), Some("h:1"));
         assert_eq!(hp("host").as_deref(), Some("host:80"));
         assert_eq!(hp("[::1]:9000").as_deref(), Some("[::1]:9000"));
         assert_eq!(hp("[::1]").as_deref(), Some("[::1]:80"));
-        assert_eq!(HostPort::parse("[::1]", 80).unwrap().host, "::1");
+        assert_eq!(HostPort::parse("[::1]", Some(80)).unwrap().host, "::1");
+        assert_eq!(HostPort::parse("host", None), None);
+        assert_eq!(HostPort::parse("host:1", None).unwrap().port, 1);
         for bad in [
             "", ":80", "h:99999", "h:x", "u@h:1", "[::1", "[]:1", "[::1]x",
         ] {

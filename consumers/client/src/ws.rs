@@ -60,7 +60,7 @@ impl WsTarget {
         if authority.is_empty() || authority.contains('@') {
             return Err(format!("{url}: no host (expected ws://HOST:PORT)"));
         }
-        let authority = HostPort::parse(authority, 80)
+        let authority = HostPort::parse(authority, Some(80))
             .ok_or_else(|| format!("{url}: bad host or port"))?
             .authority();
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
